@@ -1,0 +1,3 @@
+from numpyro_ext.demo.runner import main
+
+main()

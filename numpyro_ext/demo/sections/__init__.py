@@ -1,0 +1,1 @@
+"""Demo-tour sections, one module per capability; each registers itself with ``@section``."""

@@ -1,0 +1,3 @@
+"""Probability distributions, as subclasses of ``numpyro.distributions.Distribution``."""
+
+__all__: list[str] = []

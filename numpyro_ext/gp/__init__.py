@@ -1,0 +1,3 @@
+"""Gaussian-process building blocks: kernels, inducing features, conditionals."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Guides that work wherever a NumPyro ``AutoGuide`` does (SVI, Predictive, ...)."""
+
+__all__: list[str] = []

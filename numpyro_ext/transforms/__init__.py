@@ -1,0 +1,3 @@
+"""Bijector-style transforms and normalising flows built on NumPyro's ``Transform``."""
+
+__all__: list[str] = []
