@@ -1,0 +1,148 @@
+"""Monotone rational-quadratic splines with linear tails (Durkan et al. 2019, "Neural Spline
+Flows").
+
+On \\([-B, B]\\) the map is a monotone piecewise rational-quadratic through ``K + 1`` knots
+\\((x^{(k)}, y^{(k)})\\) with positive derivatives \\(\\delta^{(k)}\\); outside it is the
+identity (the linear tails, with boundary derivatives fixed to 1 so the map is
+\\(C^1\\)). In bin ``k`` with \\(\\xi = (x - x^{(k)}) / w_k\\) and \\(s_k = h_k / w_k\\),
+
+\\[ y = y^{(k)} + \\frac{h_k [s_k \\xi^2 + \\delta^{(k)} \\xi(1-\\xi)]}
+    {s_k + [\\delta^{(k+1)} + \\delta^{(k)} - 2 s_k] \\xi (1-\\xi)}, \\]
+
+and the inverse solves a quadratic in \\(\\xi\\) (eq. 6 of the paper, in its stable form).
+The parameters are unconstrained: softmax gives bin widths and heights (with a floor), softplus
+gives the interior derivatives; all-zero parameters give the identity map.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from numpyro_ext.transforms.bijector import Bijector
+
+__all__ = ["RationalQuadraticSpline"]
+
+_MIN_BIN = 1e-3
+_MIN_DERIVATIVE = 1e-3
+_SOFTPLUS_ONE = float(np.log(np.expm1(1.0 - _MIN_DERIVATIVE)))
+
+
+def _knots(raw, boundary: float):
+    """Knot positions ``(K + 1,)`` on ``[-B, B]`` from unconstrained bin sizes ``(K,)``."""
+    k = raw.shape[-1]
+    sizes = _MIN_BIN + (1.0 - _MIN_BIN * k) * jax.nn.softmax(raw, axis=-1)
+    cum = jnp.cumsum(sizes, axis=-1)
+    edge = jnp.zeros_like(cum[..., :1])
+    cum = jnp.concatenate([edge, cum[..., :-1], edge + 1.0], -1)
+    return boundary * (2.0 * cum - 1.0)
+
+
+def _derivatives(raw):
+    inner = _MIN_DERIVATIVE + jax.nn.softplus(raw + _SOFTPLUS_ONE)
+    ones = jnp.ones_like(inner[..., :1])
+    return jnp.concatenate([ones, inner, ones], -1)
+
+
+def _gather(values, index):
+    return jnp.take_along_axis(values, index[..., None], axis=-1)[..., 0]
+
+
+class RationalQuadraticSpline(Bijector):
+    """Elementwise monotone rational-quadratic spline on ``[-B, B]``, identity outside.
+
+    Parameter arrays have one trailing axis more than the input elements they act on and
+    broadcast against the input.
+
+    :param raw_widths: unconstrained bin widths, ``(..., K)``.
+    :param raw_heights: unconstrained bin heights, ``(..., K)``.
+    :param raw_derivatives: unconstrained interior knot derivatives, ``(..., K - 1)``.
+    :param boundary: \\(B\\), half-width of the spline interval.
+
+    >>> import jax.numpy as jnp
+    >>> s = RationalQuadraticSpline(jnp.zeros(4), jnp.zeros(4), jnp.zeros(3))
+    >>> float(s.forward(jnp.array(0.3)))  # zero parameters: the identity
+    0.3...
+    """
+
+    _leaves = ("raw_widths", "raw_heights", "raw_derivatives")
+
+    def __init__(self, raw_widths, raw_heights, raw_derivatives, boundary: float = 3.0) -> None:
+        raw_widths, raw_heights = jnp.asarray(raw_widths), jnp.asarray(raw_heights)
+        raw_derivatives = jnp.asarray(raw_derivatives)
+        k = raw_widths.shape[-1]
+        if raw_heights.shape[-1] != k or raw_derivatives.shape[-1] != k - 1:
+            raise ValueError(
+                "RationalQuadraticSpline: expected widths (..., K), heights (..., K) and "
+                f"derivatives (..., K - 1); got {raw_widths.shape}, {raw_heights.shape}, "
+                f"{raw_derivatives.shape}"
+            )
+        if boundary <= 0:
+            raise ValueError(f"RationalQuadraticSpline: boundary must be > 0, got {boundary}")
+        self.raw_widths = raw_widths
+        self.raw_heights = raw_heights
+        self.raw_derivatives = raw_derivatives
+        self.boundary = float(boundary)
+
+    @classmethod
+    def from_params(cls, params, boundary: float = 3.0) -> RationalQuadraticSpline:
+        """Split a ``(..., 3K - 1)`` parameter array (widths, heights, derivatives).
+
+        :param params: concatenated unconstrained parameters.
+        :param boundary: \\(B\\).
+        """
+        k = (params.shape[-1] + 1) // 3
+        return cls(params[..., :k], params[..., k : 2 * k], params[..., 2 * k :], boundary)
+
+    @staticmethod
+    def num_params(num_bins: int) -> int:
+        """Parameters per element for ``num_bins`` bins: \\(3K - 1\\)."""
+        return 3 * num_bins - 1
+
+    def _spline(self, value, inverse: bool):
+        dtype = jnp.result_type(value, self.raw_widths)
+        value = jnp.asarray(value, dtype)
+        xs = _knots(self.raw_widths.astype(dtype), self.boundary)
+        ys = _knots(self.raw_heights.astype(dtype), self.boundary)
+        ds = _derivatives(self.raw_derivatives.astype(dtype))
+        shape = jnp.broadcast_shapes(jnp.shape(value), xs.shape[:-1])
+        value = jnp.broadcast_to(value, shape)
+        xs, ys, ds = (jnp.broadcast_to(a, (*shape, a.shape[-1])) for a in (xs, ys, ds))
+        inside = jnp.abs(value) < self.boundary
+        clipped = jnp.clip(value, -self.boundary, self.boundary)
+        knots = ys if inverse else xs
+        k = jnp.clip(jnp.sum(clipped[..., None] >= knots[..., 1:-1], -1), 0, xs.shape[-1] - 2)
+        x0, x1 = _gather(xs, k), _gather(xs, k + 1)
+        y0, y1 = _gather(ys, k), _gather(ys, k + 1)
+        d0, d1 = _gather(ds, k), _gather(ds, k + 1)
+        w, h = x1 - x0, y1 - y0
+        s = h / w
+        if inverse:
+            dy = clipped - y0
+            c2 = d1 + d0 - 2 * s
+            a = h * (s - d0) + dy * c2
+            b = h * d0 - dy * c2
+            c = -s * dy
+            disc = jnp.maximum(b**2 - 4 * a * c, 0.0)
+            xi = jnp.clip(2 * c / (-b - jnp.sqrt(disc)), 0.0, 1.0)
+            out = x0 + xi * w
+        else:
+            xi = (clipped - x0) / w
+            num = h * (s * xi**2 + d0 * xi * (1 - xi))
+            out = y0 + num / (s + (d1 + d0 - 2 * s) * xi * (1 - xi))
+        omx = xi * (1 - xi)
+        denom = s + (d1 + d0 - 2 * s) * omx
+        deriv_num = s**2 * (d1 * xi**2 + 2 * s * omx + d0 * (1 - xi) ** 2)
+        log_det = jnp.log(deriv_num) - 2 * jnp.log(denom)
+        if inverse:
+            log_det = -log_det
+        out = jnp.where(inside, out, value)
+        log_det = jnp.where(inside, log_det, jnp.zeros_like(log_det))
+        return out, log_det
+
+    def _forward_and_log_det(self, x):
+        return self._spline(x, inverse=False)
+
+    def _inverse_and_log_det(self, y):
+        return self._spline(y, inverse=True)
