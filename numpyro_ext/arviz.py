@@ -12,7 +12,8 @@ kernel, ours included). Both return a ``DataTree`` with the groups ArviZ expects
 
 Dimensions are named after the model's plates unless ``dims`` says otherwise. The result works
 with arviz-stats and arviz-plots 0.x (Python 3.11) and 1.x alike: only ``arviz_base.from_dict``
-is used.
+is used. Draws are vectorised with ``vmap`` (NumPyro's ``parallel=True``), so memory grows
+with draws times data size; pass fewer ``num_samples`` for very large data.
 """
 
 from __future__ import annotations
@@ -238,6 +239,7 @@ def _to_datatree(
         posterior_samples={k: v for k, v in draws.items() if k in latent},
         batch_ndims=batch_ndims,
         return_sites=latent + deterministic + list(observed),
+        parallel=True,
     )
     predicted = predictive(rng_key, *args, **kwargs)
     posterior = {
@@ -250,7 +252,7 @@ def _to_datatree(
         "log_likelihood": {
             name: np.asarray(value)
             for name, value in pointwise_log_likelihood(
-                model, posterior, *args, batch_ndims=batch_ndims, **kwargs
+                model, posterior, *args, batch_ndims=batch_ndims, parallel=True, **kwargs
             ).items()
         },
         "observed_data": observed,

@@ -36,9 +36,14 @@ class Context:
         return quick if self.quick else full
 
     def savefig(self, fig, name: str) -> Path:
-        """Save a matplotlib figure as ``<out>/<name>.png``, close it and report the path."""
+        """Save a figure as ``<out>/<name>.png``, close it and report the path.
+
+        :param fig: a matplotlib ``Figure`` or an arviz-plots ``PlotCollection``.
+        """
         import matplotlib.pyplot as plt
 
+        if hasattr(fig, "viz"):  # an arviz-plots PlotCollection on the matplotlib backend
+            fig = fig.viz["figure"].item()
         self.out.mkdir(parents=True, exist_ok=True)
         path = self.out / f"{name}.png"
         fig.savefig(path, dpi=110, bbox_inches="tight")
