@@ -24,7 +24,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 test: lint docs
 	HYPOTHESIS_PROFILE=ci MPLBACKEND=Agg $(PY) -m pytest -n 2 --durations=15

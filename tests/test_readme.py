@@ -1,0 +1,13 @@
+"""The README's code example must run as printed."""
+
+import re
+from pathlib import Path
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def test_readme_example_runs(capsys):
+    block = re.search(r"## Ten lines\n\n```python\n(.*?)```", README.read_text(), re.S).group(1)
+    assert len(block.strip().splitlines()) <= 16
+    exec(compile(block, "README.md", "exec"), {})
+    assert "elpd" in capsys.readouterr().out.lower()
