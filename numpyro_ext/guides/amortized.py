@@ -1,0 +1,570 @@
+"""Amortised guides: an encoder network maps each datum to its local posterior.
+
+For a model with local latents :math:`z_i` inside a named plate (one per datum :math:`x_i`), a
+mean-field guide such as ``AutoNormal`` keeps separate parameters for every :math:`z_i`. An
+amortised guide instead shares one encoder :math:`f_\\phi` across the plate,
+
+.. math:: q_\\phi(z_i \\mid x_i) = q\\bigl(z_i;\\ f_\\phi(x_i)\\bigr),
+
+so the number of parameters does not grow with the data and the guide applies to data it never
+saw (Kingma & Welling 2014; Rezende, Mohamed & Wierstra 2014; Gershman & Goodman 2014).
+
+How the guide finds its inputs: ``inputs`` names an argument of the model (``"x"``) or is a
+function ``inputs_fn(*args, **kwargs)`` returning an array (or pytree of arrays) whose leading
+axis runs over the plate. The model itself is traced once, to learn the sites' shapes and
+supports, and never again.
+
+Subsampling: the guide opens a plate with the model's name and the model's subsample size, so
+the guide's plate draws the minibatch indices, the model replays them, the guide encodes only
+``inputs[idx]`` and both sides carry NumPyro's ``N / B`` scale. Concretely, with ``n`` the
+leading size of the inputs and ``(N, B)`` the plate's full and subsample sizes seen at the first
+call: ``n == N`` opens ``plate(name, N, subsample_size=B)`` and gathers ``inputs[idx]``;
+``n == B`` (the caller passed the minibatch itself) opens the same plate and encodes the inputs
+as given; any other ``n`` (new data) opens ``plate(name, n)`` and encodes everything.
+``create_plates`` overrides this, as in NumPyro's autoguides.
+
+Constrained local latents are guided in the unconstrained space of ``biject_to(support)``
+(positive, simplex, ordered, ...). Global latents (outside the plate) belong to another guide:
+combine them with :class:`numpyro.infer.autoguide.AutoGuideList`, hiding the global sites from
+the amortised part with ``numpyro.handlers.block(model, hide=[...])``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpyro
+import numpyro.distributions as dist
+from numpyro import handlers
+from numpyro.distributions import constraints
+from numpyro.distributions.transforms import biject_to
+from numpyro.distributions.util import sum_rightmost, vec_to_tril_matrix
+from numpyro.infer.autoguide import AutoGuide
+from numpyro.infer.util import helpful_support_errors
+from numpyro.primitives import Messenger
+
+__all__ = [
+    "AmortizedGuide",
+    "AmortizedMultivariateNormal",
+    "AmortizedNormal",
+    "DiagonalNormalFamily",
+    "FullRankNormalFamily",
+    "as_encoder",
+]
+
+
+def _inv_softplus(y: float) -> float:
+    return y + math.log(-math.expm1(-y))
+
+
+def as_encoder(
+    encoder: Any,
+    name: str,
+    params: Any = None,
+    batched: bool | None = None,
+) -> Callable:
+    """Register ``encoder``'s parameters with NumPyro and return a batched callable ``x -> h``.
+
+    Call it inside a model or guide. A Flax NNX module goes through
+    :func:`numpyro.contrib.module.nnx_module`, an Equinox module through
+    :func:`~numpyro.contrib.module.eqx_module` (and is vmapped over the leading axis, Equinox's
+    per-example convention), and a plain ``apply(params, x)`` registers the pytree ``params``
+    as ``numpyro.param(name + "$params")``.
+
+    :param encoder: an ``nnx.Module``, an ``eqx.Module`` or a function ``apply(params, x)``.
+    :param name: NumPyro name of the encoder; its parameters are stored as ``name + "$params"``.
+    :param params: initial parameter pytree, required for a plain ``apply`` function.
+    :param batched: whether ``encoder`` maps a batch ``(B, ...)`` itself; defaults to true for
+        NNX modules and ``apply`` functions and false for Equinox modules.
+    :return: a function mapping a batch of inputs to a batch of encoder outputs.
+
+    >>> import jax.numpy as jnp
+    >>> from numpyro import handlers
+    >>> apply = lambda p, x: x @ p["w"]
+    >>> f = handlers.seed(lambda x: as_encoder(apply, "enc", {"w": jnp.ones((2, 3))})(x), 0)
+    >>> f(jnp.ones((4, 2))).shape
+    (4, 3)
+    """
+    kind = _encoder_kind(encoder)
+    if kind == "nnx":
+        from numpyro.contrib.module import nnx_module
+
+        fn = nnx_module(name, encoder)
+    elif kind == "eqx":
+        from numpyro.contrib.module import eqx_module
+
+        fn = eqx_module(name, encoder)
+    else:
+        if params is None:
+            raise ValueError(
+                f"encoder {name!r}: a plain apply(params, x) function needs its initial "
+                "parameter pytree in `encoder_params`; got None"
+            )
+        fn = jax.tree_util.Partial(encoder, numpyro.param(name + "$params", params))
+    if batched is None:
+        batched = kind != "eqx"
+    return fn if batched else jax.vmap(fn)
+
+
+def _encoder_kind(encoder: Any) -> str:
+    for kind, module, cls in (("nnx", "flax.nnx", "Module"), ("eqx", "equinox", "Module")):
+        try:
+            base = getattr(__import__(module, fromlist=[cls]), cls)
+        except ImportError:
+            continue
+        if isinstance(encoder, base):
+            return kind
+    if not callable(encoder):
+        raise ValueError(
+            "encoder must be a Flax NNX module, an Equinox module or a function "
+            f"apply(params, x); got {type(encoder).__name__}"
+        )
+    return "apply"
+
+
+@dataclass(frozen=True)
+class DiagonalNormalFamily:
+    """Diagonal Gaussian :math:`N(\\mu, \\mathrm{diag}\\,\\sigma^2)` read off an encoder output.
+
+    The output ``h`` (last axis ``2 D``) holds :math:`\\mu = h_{:D}` and
+    :math:`\\sigma = \\operatorname{softplus}(h_{D:} + c)` with :math:`c` chosen so that a
+    zero output gives ``init_scale``.
+
+    :param init_scale: the scale an all-zero encoder output produces.
+
+    >>> import jax.numpy as jnp
+    >>> DiagonalNormalFamily(init_scale=0.5)(jnp.zeros((3, 4)), 2).variance
+    Array([[0.25, 0.25],
+           [0.25, 0.25],
+           [0.25, 0.25]], dtype=float32)
+    """
+
+    init_scale: float = 0.1
+
+    def output_size(self, dim: int) -> int:
+        """Width of the encoder output for a ``dim``-dimensional latent."""
+        return 2 * dim
+
+    def loc_scale(self, h: jax.Array, dim: int) -> tuple[jax.Array, jax.Array]:
+        """Split an encoder output into location and scale, each ``(..., dim)``."""
+        shift = _inv_softplus(self.init_scale)
+        return h[..., :dim], jax.nn.softplus(h[..., dim:] + shift)
+
+    def __call__(self, h: jax.Array, dim: int) -> dist.Distribution:
+        loc, scale = self.loc_scale(h, dim)
+        return dist.Normal(loc, scale).to_event(1)
+
+
+@dataclass(frozen=True)
+class FullRankNormalFamily:
+    """Full-rank Gaussian :math:`N(\\mu, L L^\\top)` read off an encoder output.
+
+    The output ``h`` (last axis ``D + D (D + 1) / 2``) holds :math:`\\mu = h_{:D}` and the
+    lower triangle of :math:`L` row by row; the diagonal of :math:`L` passes through
+    :math:`\\operatorname{softplus}(\\cdot + c)` so a zero output gives ``init_scale``.
+
+    :param init_scale: the diagonal of :math:`L` an all-zero encoder output produces.
+
+    >>> import jax.numpy as jnp
+    >>> FullRankNormalFamily(init_scale=1.0)(jnp.zeros((5,)), 2).covariance_matrix
+    Array([[1., 0.],
+           [0., 1.]], dtype=float32)
+    """
+
+    init_scale: float = 0.1
+
+    def output_size(self, dim: int) -> int:
+        """Width of the encoder output for a ``dim``-dimensional latent."""
+        return dim + dim * (dim + 1) // 2
+
+    def loc_scale_tril(self, h: jax.Array, dim: int) -> tuple[jax.Array, jax.Array]:
+        """Split an encoder output into location ``(..., D)`` and factor ``L``, ``(..., D, D)``."""
+        raw = vec_to_tril_matrix(h[..., dim:])
+        diag = jax.nn.softplus(
+            jnp.diagonal(raw, axis1=-2, axis2=-1) + _inv_softplus(self.init_scale)
+        )
+        eye = jnp.eye(dim, dtype=bool)
+        tril = jnp.where(eye, diag[..., None, :] * eye, raw)
+        return h[..., :dim], tril
+
+    def __call__(self, h: jax.Array, dim: int) -> dist.Distribution:
+        loc, tril = self.loc_scale_tril(h, dim)
+        return dist.MultivariateNormal(loc, scale_tril=tril)
+
+
+@dataclass(frozen=True)
+class _LocalSite:
+    """Where one local site lives in the flat per-datum latent vector."""
+
+    event_shape: tuple[int, ...]
+    offset: int
+    size: int
+    batch_ndim: int
+    transform: Any
+
+
+class AmortizedGuide(AutoGuide):
+    """Base of the amortised guides: ``q(z_i | x_i) = family(encoder(x_i))`` over a plate.
+
+    All local latent sites of the plate are flattened (in their unconstrained spaces) into one
+    vector of size ``D`` per datum; the encoder maps each datum's inputs to the
+    ``family.output_size(D)`` numbers that parametrise the conditional density of that vector.
+    The default guide samples the vector as an auxiliary site and hands each model site a
+    ``Delta`` with the log-Jacobian of ``biject_to``, as NumPyro's ``AutoContinuous`` does.
+
+    :param model: a NumPyro model whose latent sites all lie in the plate ``plate``.
+    :param encoder: an ``nnx.Module``, ``eqx.Module`` or ``apply(params, x)`` (see
+        :func:`as_encoder`), mapping a batch of inputs to ``(B, family.output_size(D))``.
+    :param plate: name of the model's plate over data.
+    :param inputs: name of the model argument holding the per-datum inputs, or a function
+        ``inputs_fn(*args, **kwargs)`` returning them (leading axis over the plate).
+    :param family: maps the encoder output to the per-datum distribution.
+    :param encoder_params: initial parameters when ``encoder`` is a plain function.
+    :param batched: see :func:`as_encoder`.
+    :param prefix: prefix of the parameter names; the encoder is ``{prefix}_encoder$params``.
+    :param create_plates: optional ``create_plates(*args, **kwargs)`` returning the plate.
+    """
+
+    def __init__(
+        self,
+        model: Callable,
+        encoder: Any,
+        *,
+        plate: str,
+        inputs: str | Callable,
+        family: Callable,
+        encoder_params: Any = None,
+        batched: bool | None = None,
+        prefix: str = "amortized",
+        create_plates: Callable | None = None,
+    ) -> None:
+        _encoder_kind(encoder)
+        if not isinstance(plate, str):
+            raise ValueError(f"plate must be the name of a model plate; got {plate!r}")
+        if isinstance(inputs, str):
+            _check_argument(model, inputs)
+        elif not callable(inputs):
+            raise ValueError(
+                "inputs must name a model argument or be a function inputs_fn(*args, **kwargs); "
+                f"got {type(inputs).__name__}"
+            )
+        self.encoder = encoder
+        self.plate = plate
+        self.inputs = inputs
+        self.family = family
+        self.encoder_params = encoder_params
+        self.batched = batched
+        self._local: dict[str, _LocalSite] = {}
+        self.latent_size = 0
+        super().__init__(model, prefix=prefix, create_plates=create_plates)
+
+    def _setup_prototype(self, *args, **kwargs) -> None:
+        # One traced run of the model gives the sites, shapes, supports and plates; unlike
+        # AutoGuide's initialize_model it compiles nothing.
+        rng_key = numpyro.prng_key()
+        rng_key = jax.random.key(0) if rng_key is None else rng_key
+        with handlers.block():
+            prototype = handlers.trace(handlers.seed(self.model, rng_key)).get_trace(
+                *args, **kwargs
+            )
+        self._prototype_frames = {}
+        self._prototype_frame_full_sizes = {}
+        for name, site in prototype.items():
+            if site["type"] == "plate":
+                self._prototype_frame_full_sizes[name] = site["args"][0]
+            elif site["type"] == "sample" and not site["is_observed"]:
+                for frame in site["cond_indep_stack"]:
+                    self._prototype_frames[frame.name] = frame
+        if self.plate not in self._prototype_frame_full_sizes:
+            raise ValueError(
+                f"{type(self).__name__}: the model has no plate {self.plate!r} (if you blocked "
+                "the model with expose=..., block with hide=[global sites] instead so the "
+                "plate stays visible)"
+            )
+        local, offset = {}, 0
+        for name, site in prototype.items():
+            if site["type"] != "sample" or site["is_observed"]:
+                continue
+            local[name] = self._layout(name, site, offset)
+            offset += local[name].size
+        if not local:
+            raise ValueError(
+                f"{type(self).__name__}: the model has no latent site in plate {self.plate!r}"
+            )
+        self._local, self.latent_size, self.prototype_trace = local, offset, prototype
+
+    def _layout(self, name: str, site: dict, offset: int) -> _LocalSite:
+        frames = [f for f in site["cond_indep_stack"] if f.name == self.plate]
+        others = [f.name for f in site["cond_indep_stack"] if f.name != self.plate]
+        if not frames:
+            raise ValueError(
+                f"{type(self).__name__}: latent site {name!r} is outside plate {self.plate!r}; "
+                "amortised guides cover local latents only. Guide it with another AutoGuide in "
+                f"an AutoGuideList and pass numpyro.handlers.block(model, hide=[{name!r}]) here"
+            )
+        if others:
+            raise ValueError(
+                f"{type(self).__name__}: local site {name!r} is also in plates {others}; only "
+                f"plate {self.plate!r} is supported (put per-datum structure in the event shape)"
+            )
+        if site["fn"].support.is_discrete:
+            raise ValueError(
+                f"{type(self).__name__}: local site {name!r} is discrete "
+                f"({site['fn'].support}); enumerate or marginalise it in the model"
+            )
+        with helpful_support_errors(site):
+            transform = biject_to(site["fn"].support)
+        shape = transform.inverse_shape(jnp.shape(site["value"]))
+        event_dim = site["fn"].event_dim + len(shape) - jnp.ndim(site["value"])
+        event_shape = tuple(shape[len(shape) - event_dim :])
+        real = site["fn"].support is constraints.real or (
+            isinstance(site["fn"].support, constraints.independent)
+            and site["fn"].support.base_constraint is constraints.real
+        )
+        return _LocalSite(
+            event_shape=event_shape,
+            offset=offset,
+            size=math.prod(event_shape),
+            batch_ndim=-frames[0].dim,
+            transform=None if real else transform,
+        )
+
+    def _inputs(self, args: tuple, kwargs: dict) -> Any:
+        if callable(self.inputs):
+            x = self.inputs(*args, **kwargs)
+        else:
+            bound = inspect.signature(_unwrap(self.model)).bind_partial(*args, **kwargs)
+            x = bound.arguments.get(self.inputs)
+        if x is None:
+            raise ValueError(
+                f"{type(self).__name__}: the inputs {self.inputs!r} for plate {self.plate!r} "
+                "are None; the guide needs the per-datum inputs to encode"
+            )
+        sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in jax.tree.leaves(x)}
+        if len(sizes) != 1 or None in sizes:
+            raise ValueError(
+                f"{type(self).__name__}: inputs {self.inputs!r} must share one leading axis "
+                f"over plate {self.plate!r}; got leading sizes {sorted(sizes, key=str)}"
+            )
+        return x
+
+    def _open_plate(self, x: Any, args: tuple, kwargs: dict) -> numpyro.plate:
+        if self.create_plates is not None:
+            return self._create_plates(*args, **kwargs)[self.plate]
+        n = jax.tree.leaves(x)[0].shape[0]
+        full = self._prototype_frame_full_sizes[self.plate]
+        sub = self._prototype_frames[self.plate].size
+        dim = self._prototype_frames[self.plate].dim
+        if n in (full, sub):
+            return numpyro.plate(self.plate, full, subsample_size=sub, dim=dim)
+        return numpyro.plate(self.plate, n, dim=dim)
+
+    def _encode(self, x: Any) -> jax.Array:
+        fn = as_encoder(self.encoder, f"{self.prefix}_encoder", self.encoder_params, self.batched)
+        h = fn(x)
+        width = self.family.output_size(self.latent_size)
+        if jnp.ndim(h) != 2 or h.shape[-1] != width:
+            raise ValueError(
+                f"{type(self).__name__}: encoder output must have shape (batch, {width}) "
+                f"({type(self.family).__name__} over {self.latent_size} local latent "
+                f"dimensions); got {jnp.shape(h)}"
+            )
+        return h
+
+    def _conditional(self, x: Any) -> dist.Distribution:
+        return self.family(self._encode(x), self.latent_size)
+
+    def __call__(self, *args, **kwargs) -> dict[str, jax.Array]:
+        if self.prototype_trace is None:
+            self._setup_prototype(*args, **kwargs)
+        x = self._inputs(args, kwargs)
+        plate = self._open_plate(x, args, kwargs)
+        with plate as idx:
+            if plate.subsample_size < plate.size and len(jax.tree.leaves(x)[0]) == plate.size:
+                x = jax.tree.map(lambda leaf: leaf[idx], x)
+            return self._sample_local(self._encode(x))
+
+    def _batch_shape(self, batch: int) -> tuple[int, ...]:
+        ndim = next(iter(self._local.values())).batch_ndim
+        return (batch,) + (1,) * (ndim - 1)
+
+    def _sample_local(self, h: jax.Array) -> dict[str, jax.Array]:
+        h = h.reshape(self._batch_shape(h.shape[0]) + h.shape[-1:])
+        latent = numpyro.sample(
+            f"_{self.prefix}_latent",
+            self.family(h, self.latent_size),
+            infer={"is_auxiliary": True},
+        )
+        result = {}
+        for name, unconstrained in self._unpack(latent).items():
+            site = self._local[name]
+            transform = site.transform or dist.transforms.IdentityTransform()
+            value = transform(unconstrained)
+            event_dim = self.prototype_trace[name]["fn"].event_dim
+            if numpyro.get_mask() is False:
+                log_density = 0.0
+            else:
+                log_density = -transform.log_abs_det_jacobian(unconstrained, value)
+                log_density = sum_rightmost(
+                    log_density, jnp.ndim(log_density) - jnp.ndim(value) + event_dim
+                )
+            delta = dist.Delta(value, log_density=log_density, event_dim=event_dim)
+            result[name] = numpyro.sample(name, delta)
+        return result
+
+    def _unpack(self, flat: jax.Array) -> dict[str, jax.Array]:
+        batch = flat.shape[:-1]
+        return {
+            name: flat[..., s.offset : s.offset + s.size].reshape(batch + s.event_shape)
+            for name, s in self._local.items()
+        }
+
+    def _constrain(self, unconstrained: dict[str, jax.Array]) -> dict[str, jax.Array]:
+        return {
+            name: self._local[name].transform(u) if self._local[name].transform else u
+            for name, u in unconstrained.items()
+        }
+
+    def get_posterior(self, params: dict, *args, **kwargs) -> dist.Distribution:
+        """The per-datum distribution of the flat unconstrained latent for the given data.
+
+        :param params: the guide's parameters (``svi.get_params(state)``).
+        :return: a distribution with batch shape ``(n,)`` over the ``n`` data in ``args`` and
+            event shape ``(latent_size,)``.
+        """
+        self._require_prototype()
+        x = self._inputs(args, kwargs)
+        return handlers.substitute(self._conditional, data=params)(x)
+
+    def sample_posterior(self, rng_key, params, *args, sample_shape=(), **kwargs):
+        """Draw the local latents for every datum in ``args`` (no subsampling, any new data).
+
+        :param rng_key: PRNG key.
+        :param params: the guide's parameters.
+        :param sample_shape: leading shape of the draws.
+        :return: ``{site: array of shape sample_shape + (n,) + site shape}``.
+        """
+        q = self.get_posterior(params, *args, **kwargs)
+        flat = q.sample(rng_key, tuple(sample_shape))
+        flat = flat.reshape(flat.shape[:-2] + self._batch_shape(flat.shape[-2]) + flat.shape[-1:])
+        return self._constrain(self._unpack(flat))
+
+    def median(self, params: dict, *args, **kwargs) -> dict[str, jax.Array]:
+        """The latents at the mode of the unconstrained Gaussian, pushed through ``biject_to``.
+
+        :param params: the guide's parameters.
+        :return: ``{site: array of shape (n,) + site shape}``.
+        """
+        loc = self.get_posterior(params, *args, **kwargs).mean
+        loc = loc.reshape(self._batch_shape(loc.shape[0]) + loc.shape[-1:])
+        return self._constrain(self._unpack(loc))
+
+    def quantiles(self, params, quantiles):
+        raise NotImplementedError(
+            f"{type(self).__name__}.quantiles needs the data; use sample_posterior instead"
+        )
+
+    def _require_prototype(self) -> None:
+        if self.prototype_trace is None:
+            raise ValueError(
+                f"{type(self).__name__}: the guide has not been initialised; run svi.init "
+                "(or call the guide once under a seed) before asking for its posterior"
+            )
+
+
+class AmortizedNormal(AmortizedGuide):
+    """Amortised diagonal Gaussian guide: ``q(z_i | x_i) = N(mu(x_i), diag sigma(x_i)^2)``.
+
+    Each local site gets its own ``Normal`` (a ``TransformedDistribution`` through
+    ``biject_to`` for constrained sites), like ``AutoNormal`` but with parameters computed by
+    the encoder, so ``TraceMeanField_ELBO`` uses the analytic KL where NumPyro has one. The
+    encoder output has ``2 D`` columns: ``D`` locations, then ``D`` pre-softplus scales.
+
+    :param model: the model; see :class:`AmortizedGuide` for the other arguments.
+    :param init_scale: the scale an all-zero encoder output gives.
+
+    >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+    >>> from numpyro.infer import SVI, Trace_ELBO
+    >>> import optax
+    >>> def model(x):
+    ...     with numpyro.plate("data", x.shape[0]):
+    ...         z = numpyro.sample("z", dist.Normal(0, 1))
+    ...         numpyro.sample("x", dist.Normal(z, 1), obs=x)
+    >>> apply = lambda p, x: x[:, None] * p["w"] + p["b"]
+    >>> params = {"w": jnp.zeros(2), "b": jnp.zeros(2)}
+    >>> guide = AmortizedNormal(model, apply, plate="data", inputs="x", encoder_params=params)
+    >>> svi = SVI(model, guide, optax.adam(0.05), Trace_ELBO())
+    >>> result = svi.run(jax.random.key(0), 500, jnp.linspace(-2, 2, 9), progress_bar=False)
+    >>> x_new = jnp.ones(3)
+    >>> draws = guide.sample_posterior(jax.random.key(1), result.params, x_new, sample_shape=(4,))
+    >>> draws["z"].shape
+    (4, 3)
+    """
+
+    def __init__(self, model: Callable, encoder: Any, *, init_scale: float = 0.1, **kwargs):
+        super().__init__(model, encoder, family=DiagonalNormalFamily(init_scale), **kwargs)
+
+    def _sample_local(self, h: jax.Array) -> dict[str, jax.Array]:
+        loc, scale = self.family.loc_scale(h, self.latent_size)
+        batch = self._batch_shape(h.shape[0])
+        locs = self._unpack(loc.reshape(batch + loc.shape[-1:]))
+        scales = self._unpack(scale.reshape(batch + scale.shape[-1:]))
+        result = {}
+        for name, site in self._local.items():
+            fn = dist.Normal(locs[name], scales[name]).to_event(len(site.event_shape))
+            if site.transform is not None:
+                fn = dist.TransformedDistribution(fn, site.transform)
+            result[name] = numpyro.sample(name, fn)
+        return result
+
+
+class AmortizedMultivariateNormal(AmortizedGuide):
+    """Amortised full-rank Gaussian guide: ``q(z_i | x_i) = N(mu(x_i), L(x_i) L(x_i)^T)``.
+
+    The Gaussian covers all local sites of one datum jointly (their unconstrained values
+    concatenated), so correlations between them are kept. The encoder output has
+    ``D + D (D + 1) / 2`` columns (see :class:`FullRankNormalFamily`).
+
+    :param model: the model; see :class:`AmortizedGuide` for the other arguments.
+    :param init_scale: the diagonal of the Cholesky factor an all-zero encoder output gives.
+
+    >>> import jax.numpy as jnp, numpyro, numpyro.distributions as dist
+    >>> def model(x):
+    ...     with numpyro.plate("data", x.shape[0]):
+    ...         z = numpyro.sample("z", dist.Normal(0, 1).expand([2]).to_event(1))
+    ...         numpyro.sample("x", dist.Normal(z.sum(-1), 1), obs=x)
+    >>> params = {"w": jnp.zeros((1, 5)), "b": jnp.zeros(5)}
+    >>> guide = AmortizedMultivariateNormal(
+    ...     model, lambda p, x: x[:, None] @ p["w"] + p["b"], plate="data", inputs="x",
+    ...     encoder_params=params)
+    >>> FullRankNormalFamily().output_size(2)
+    5
+    """
+
+    def __init__(self, model: Callable, encoder: Any, *, init_scale: float = 0.1, **kwargs):
+        super().__init__(model, encoder, family=FullRankNormalFamily(init_scale), **kwargs)
+
+
+def _unwrap(fn: Callable) -> Callable:
+    while isinstance(fn, Messenger) and fn.fn is not None:
+        fn = fn.fn
+    return fn
+
+
+def _check_argument(model: Callable, name: str) -> None:
+    try:
+        parameters = inspect.signature(_unwrap(model)).parameters
+    except (TypeError, ValueError):
+        return
+    takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    if name not in parameters and not takes_kwargs:
+        raise ValueError(
+            f"inputs={name!r} is not an argument of the model; its arguments are "
+            f"{list(parameters)} (or pass inputs=inputs_fn(*args, **kwargs))"
+        )
