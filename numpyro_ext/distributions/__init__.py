@@ -1,3 +1,7 @@
 """Probability distributions, as subclasses of ``numpyro.distributions.Distribution``."""
 
-__all__: list[str] = []
+from numpyro_ext.distributions.polya_gamma import PolyaGamma
+
+__all__: list[str] = [
+    "PolyaGamma",
+]
