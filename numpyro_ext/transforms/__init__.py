@@ -6,6 +6,7 @@ from numpyro_ext.transforms.banana import Banana, banana_distribution
 from numpyro_ext.transforms.bijector import Bijector, Chain, Inline, Invert, as_bijector
 from numpyro_ext.transforms.conditioners import MADE, MLP, Conditioner, as_conditioner
 from numpyro_ext.transforms.coupling import AffineCoupling, Coupling, SplineCoupling
+from numpyro_ext.transforms.flows import masked_autoregressive_flow, neural_spline_flow
 from numpyro_ext.transforms.householder import Householder, householder_matrix
 from numpyro_ext.transforms.monotone_inverse import solve_increasing
 from numpyro_ext.transforms.permute import Permute
@@ -42,5 +43,7 @@ __all__: list[str] = [
     "as_conditioner",
     "banana_distribution",
     "householder_matrix",
+    "masked_autoregressive_flow",
+    "neural_spline_flow",
     "solve_increasing",
 ]
