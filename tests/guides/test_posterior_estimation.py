@@ -143,3 +143,25 @@ def test_bad_input_raises_clear_errors():
     npe = make_estimator()
     with pytest.raises(ValueError, match="must be positive"):
         npe.fit(jax.random.key(0), batch_size=0)
+
+
+def test_conditional_flow_family_plugs_in(x64):
+    from numpyro_ext.guides.amortized import ConditionalFlowFamily
+
+    npe = AmortizedPosterior(
+        simulator,
+        lambda p, x: x.mean(-2) @ p,
+        observed="x",
+        family=ConditionalFlowFamily(context_dim=4),
+        encoder_params=jnp.ones((2, 4)),
+    )
+    theta, x = npe.simulate(jax.random.key(0), 8)
+    params = npe.init_params(x)
+    assert set(params) == {"posterior_encoder$params", "flow$params"}
+    draws = npe.sample_posterior(jax.random.key(1), params, x, (3,))
+    assert draws["theta"].shape == (3, 8, 2)
+    # The flow starts at the identity up to its layers' 1e-3 scale floor (3 layers: scales
+    # 1.001^3), so q(theta | x) is the N(0, I) base for every x to that accuracy.
+    expected = dist.Normal(0, 1).expand([2]).to_event(1).log_prob(theta)
+    got = npe.log_prob(params, npe.unflatten(theta), x)
+    np.testing.assert_allclose(got, expected, atol=0.01 * (1 + np.abs(expected).max()))
