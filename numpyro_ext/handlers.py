@@ -44,6 +44,7 @@ __all__ = ["PolyaGammaLikelihood", "polya_gamma"]
 
 AUXILIARY_SUFFIX = "_pg_omega"
 INFER_KEY = "polya_gamma"
+AUXILIARY_KEY = "polya_gamma_auxiliary"
 _AUGMENTED = (BernoulliLogits, BinomialLogits, NegativeBinomialLogits)
 _KINDS = {
     BernoulliLogits: "bernoulli",
@@ -223,7 +224,7 @@ class polya_gamma(Messenger):
         kind = _KINDS[type(base)]
         b, kappa, _ = _pg_shape_and_offset(kind, y, getattr(base, "total_count", None))
         prior = PolyaGamma(jax.lax.stop_gradient(b), jnp.zeros_like(b)).to_event(event_dim)
-        omega = numpyro.sample(msg["name"] + AUXILIARY_SUFFIX, prior)
+        omega = numpyro.sample(msg["name"] + AUXILIARY_SUFFIX, prior, infer={AUXILIARY_KEY: True})
         factor = PolyaGammaLikelihood(base, omega).to_event(event_dim)
         if fn_mask is not None:
             factor = factor.mask(fn_mask)

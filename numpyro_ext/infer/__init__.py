@@ -1,3 +1,8 @@
 """Inference algorithms NumPyro lacks: MCMC kernels and objectives."""
 
-__all__: list[str] = []
+from numpyro_ext.infer.polya_gamma_gibbs import PolyaGammaGibbs, PolyaGammaGibbsState
+
+__all__: list[str] = [
+    "PolyaGammaGibbs",
+    "PolyaGammaGibbsState",
+]

@@ -1,0 +1,195 @@
+"""Tests of PolyaGammaGibbs: exact posterior against quadrature and NUTS, composition, errors."""
+
+import arviz_stats
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from numpyro.infer import MCMC, NUTS, Gibbs, HMCGibbs
+
+from numpyro_ext.distributions import GaussianProcess
+from numpyro_ext.gp import SquaredExponential
+from numpyro_ext.handlers import polya_gamma
+from numpyro_ext.infer import PolyaGammaGibbs
+from numpyro_ext.infer.affine_logits import block_layout, check_conjugate
+
+RNG = np.random.default_rng(0)
+X = np.stack([np.ones(40), RNG.normal(size=40)], -1)
+PRIOR_COV = np.array([[1.0, 0.6], [0.6, 2.0]])
+Y_BERNOULLI = (RNG.uniform(size=40) < 1 / (1 + np.exp(-(0.3 + 1.2 * X[:, 1])))).astype(float)
+Y_COUNTS = RNG.poisson(np.exp(0.5 + 0.4 * X[:, 1])).astype(float)
+TOTAL_COUNT = 2.0
+
+
+def regression(kind):
+    def model(x, y):
+        beta = numpyro.sample("beta", dist.MultivariateNormal(jnp.zeros(2), PRIOR_COV))
+        with numpyro.plate("n", x.shape[0]):
+            if kind == "bernoulli":
+                numpyro.sample("y", dist.Bernoulli(logits=x @ beta), obs=y)
+            else:
+                numpyro.sample("y", dist.NegativeBinomialLogits(TOTAL_COUNT, x @ beta), obs=y)
+
+    return model
+
+
+def quadrature_moments(kind, y):
+    """Posterior mean and sd of the two coefficients on a fine grid (an exact oracle)."""
+    grid = np.linspace(-4.0, 4.0, 401)
+    b0, b1 = np.meshgrid(grid, grid, indexing="ij")
+    beta = np.stack([b0.ravel(), b1.ravel()], -1)
+    psi = beta @ X.T
+    if kind == "bernoulli":
+        loglik = (y * psi - np.logaddexp(0.0, psi)).sum(-1)
+    else:
+        loglik = (y * psi - (y + TOTAL_COUNT) * np.logaddexp(0.0, psi)).sum(-1)
+    logprior = -0.5 * np.einsum("ij,jk,ik->i", beta, np.linalg.inv(PRIOR_COV), beta)
+    w = np.exp(loglik + logprior - (loglik + logprior).max())
+    w /= w.sum()
+    mean = w @ beta
+    sd = np.sqrt(w @ (beta - mean) ** 2)
+    return mean, sd
+
+
+def assert_within_mc_error(draws, mean, sd, reference_se=0.0, k=4.0):
+    """Compare with the reference: the standard error of the sample mean is sd / sqrt(ESS) and
+    that of the sample sd is about sd / sqrt(2 ESS) (Gaussian approximation); ``k`` of them."""
+    draws = np.asarray(draws)  # (chain, draw, param)
+    for j in range(draws.shape[-1]):
+        ess = float(arviz_stats.ess(draws[..., j]))
+        est_mean, est_sd = draws[..., j].mean(), draws[..., j].std()
+        se_mean = np.hypot(sd[j] / np.sqrt(ess), np.atleast_1d(reference_se)[0])
+        assert abs(est_mean - mean[j]) < k * se_mean, (j, est_mean, mean[j], se_mean, ess)
+        assert abs(est_sd - sd[j]) < k * sd[j] / np.sqrt(2 * ess), (j, est_sd, sd[j], ess)
+
+
+@pytest.mark.parametrize("kind", ["bernoulli", "negbin"])
+def test_posterior_matches_quadrature(kind):
+    y = Y_BERNOULLI if kind == "bernoulli" else Y_COUNTS
+    kernel = PolyaGammaGibbs(regression(kind), auxiliaries=True)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=50,
+        num_samples=1500,
+        num_chains=2,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
+    mcmc.run(jax.random.key(1), jnp.asarray(X), jnp.asarray(y))
+    samples = mcmc.get_samples(group_by_chain=True)
+    assert samples["y_pg_omega"].shape == (2, 1500, 40)
+    mean, sd = quadrature_moments(kind, y)
+    assert_within_mc_error(samples["beta"], mean, sd)
+
+
+def hierarchical(x, y):
+    tau = numpyro.sample("tau", dist.HalfNormal(1.0))
+    beta = numpyro.sample("beta", dist.Normal(0.0, tau).expand([2]).to_event(1))
+    numpyro.deterministic("slope", beta[1])
+    with numpyro.plate("n", x.shape[0]):
+        numpyro.sample("y", dist.Bernoulli(logits=x @ beta), obs=y)
+
+
+@pytest.fixture(scope="module")
+def nuts_reference():
+    mcmc = MCMC(NUTS(hierarchical), num_warmup=500, num_samples=4000, progress_bar=False)
+    mcmc.run(jax.random.key(2), jnp.asarray(X), jnp.asarray(Y_BERNOULLI))
+    draws = np.concatenate([mcmc.get_samples()["beta"], mcmc.get_samples()["tau"][:, None]], -1)
+    ess = np.array([float(arviz_stats.ess(draws[None, :, j])) for j in range(3)])
+    sd = draws.std(0)
+    return draws.mean(0), sd, sd / np.sqrt(ess)
+
+
+def test_gibbs_block_with_nuts_hyperparameters_matches_nuts(nuts_reference):
+    kernel = Gibbs([(PolyaGammaGibbs(hierarchical), ["beta"]), (NUTS(hierarchical), None)])
+    mcmc = MCMC(kernel, num_warmup=300, num_samples=2000, progress_bar=False)
+    mcmc.run(jax.random.key(3), jnp.asarray(X), jnp.asarray(Y_BERNOULLI))
+    s = mcmc.get_samples()
+    np.testing.assert_allclose(s["slope"], s["beta"][:, 1])
+    draws = np.concatenate([s["beta"], s["tau"][:, None]], -1)[None]
+    mean, sd, se = nuts_reference
+    for j in range(3):
+        assert_within_mc_error(draws[..., j : j + 1], mean[j : j + 1], sd[j : j + 1], se[j])
+
+
+def test_hmcgibbs_gibbs_fn_matches_nuts(nuts_reference):
+    args = (jnp.asarray(X), jnp.asarray(Y_BERNOULLI))
+    update = PolyaGammaGibbs(hierarchical).gibbs_fn(*args)
+    kernel = HMCGibbs(NUTS(hierarchical), gibbs_fn=update, gibbs_sites=["beta"])
+    mcmc = MCMC(kernel, num_warmup=300, num_samples=2000, progress_bar=False)
+    mcmc.run(jax.random.key(4), *args)
+    s = mcmc.get_samples()
+    draws = np.concatenate([s["beta"], s["tau"][:, None]], -1)[None]
+    mean, sd, se = nuts_reference
+    for j in range(3):
+        assert_within_mc_error(draws[..., j : j + 1], mean[j : j + 1], sd[j : j + 1], se[j])
+
+
+def test_conjugate_terms_read_the_design_offset_and_prior_exactly(x64):
+    def model(x, y):
+        beta = numpyro.sample("beta", dist.Normal(jnp.array([1.0, -1.0]), 2.0).to_event(1))
+        alpha = numpyro.sample("alpha", dist.Normal(0.5, 3.0))
+        numpyro.sample("y", dist.Binomial(5, logits=x @ beta + alpha + 0.25), obs=y)
+
+    x, y = jnp.asarray(X[:5]), jnp.array([0.0, 1.0, 5.0, 2.0, 3.0])
+    aug = polya_gamma(model)
+    layout = block_layout(aug, (x, y), {})
+    terms = check_conjugate(aug, (x, y), {}, layout)
+    assert layout.names == ("beta", "alpha")
+    np.testing.assert_allclose(terms.design, np.concatenate([X[:5], np.ones((5, 1))], 1))
+    np.testing.assert_allclose(terms.offset, np.full(5, 0.25))
+    np.testing.assert_allclose(terms.loc, [1.0, -1.0, 0.5])
+    np.testing.assert_allclose(terms.scale_tril, np.diag([2.0, 2.0, 3.0]))
+    np.testing.assert_allclose(terms.b, np.full(5, 5.0))
+    np.testing.assert_allclose(terms.kappa, y - 2.5)
+
+
+def test_gaussian_process_prior_over_function_values_is_a_block():
+    def model(x, y):
+        f = numpyro.sample("f", GaussianProcess(SquaredExponential(1.0, 0.5), x))
+        numpyro.sample("y", dist.Bernoulli(logits=f).mask(jnp.arange(6) < 5), obs=y)
+
+    x, y = jnp.linspace(0.0, 1.0, 6), jnp.array([0.0, 1.0, 1.0, 0.0, 1.0, 1.0])
+    aug = polya_gamma(model)
+    layout = block_layout(aug, (x, y), {})
+    terms = check_conjugate(aug, (x, y), {}, layout)
+    np.testing.assert_allclose(terms.design, np.eye(6), atol=1e-6)
+    np.testing.assert_allclose(terms.weight, [1, 1, 1, 1, 1, 0])  # the mask becomes a weight
+
+
+def test_non_affine_logits_are_refused():
+    def model(x, y):
+        beta = numpyro.sample("beta", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+        numpyro.sample("y", dist.Bernoulli(logits=jnp.tanh(x @ beta)), obs=y)
+
+    kernel = PolyaGammaGibbs(model)
+    with pytest.raises(ValueError, match="logits are not affine in the Gaussian latents"):
+        kernel.init(jax.random.key(0), 0, None, (jnp.asarray(X), jnp.asarray(Y_BERNOULLI)), {})
+
+
+def test_non_gaussian_latents_are_refused_with_the_composite_hint():
+    kernel = PolyaGammaGibbs(hierarchical)
+    with pytest.raises(ValueError, match=r"site 'tau' has a HalfNormal prior.*Gibbs\(\["):
+        kernel.init(jax.random.key(0), 0, None, (jnp.asarray(X), jnp.asarray(Y_BERNOULLI)), {})
+
+
+def test_other_factors_on_the_block_are_refused():
+    def model(x, y):
+        beta = numpyro.sample("beta", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+        numpyro.sample("y", dist.Bernoulli(logits=x @ beta), obs=y)
+        numpyro.sample("extra", dist.Normal(beta.sum(), 1.0), obs=0.3)
+
+    kernel = PolyaGammaGibbs(model)
+    with pytest.raises(ValueError, match="the density of the other sites depends"):
+        kernel.init(jax.random.key(0), 0, None, (jnp.asarray(X), jnp.asarray(Y_BERNOULLI)), {})
+
+
+def test_a_model_without_logit_likelihood_is_refused():
+    def model():
+        beta = numpyro.sample("beta", dist.Normal(0.0, 1.0))
+        numpyro.sample("y", dist.Poisson(jnp.exp(beta)), obs=2.0)
+
+    with pytest.raises(ValueError, match="no observed Bernoulli, Binomial or NegativeBin"):
+        PolyaGammaGibbs(model).init(jax.random.key(0), 0, None, (), {})
