@@ -47,12 +47,14 @@ class BlockLayout(NamedTuple):
     :param shapes: their shapes.
     :param auxiliaries: the Pólya-gamma auxiliary sites, in trace order.
     :param auxiliary_shapes: their shapes (those of the augmented observed sites).
+    :param has_deterministic: whether the model has ``deterministic`` sites.
     """
 
     names: tuple[str, ...]
     shapes: tuple[tuple[int, ...], ...]
     auxiliaries: tuple[str, ...]
     auxiliary_shapes: tuple[tuple[int, ...], ...]
+    has_deterministic: bool = False
 
     def ravel(self, values: dict) -> jax.Array:
         """Concatenate the block's site values into one vector."""
@@ -136,6 +138,7 @@ def block_layout(model: Callable, args, kwargs) -> BlockLayout:
         tuple(tuple(jnp.shape(tr[k]["value"])) for k in names),
         auxiliaries,
         tuple(tuple(tr[k]["fn"].shape()) for k in auxiliaries),
+        any(s["type"] == "deterministic" for s in tr.values()),
     )
 
 

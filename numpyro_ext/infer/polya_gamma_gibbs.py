@@ -141,6 +141,9 @@ class PolyaGammaGibbs(MCMCKernel):
         self._auxiliaries = auxiliaries
         self._check = check
         self._layout: BlockLayout | None = None
+        self._has_deterministic = True
+        # MCMC re-runs ``init`` unless the kernel exposes a sample function (as HMC does)
+        self._sample_fn = None
 
     @property
     def model(self) -> Callable:
@@ -164,6 +167,8 @@ class PolyaGammaGibbs(MCMCKernel):
         model = self._augmented()
         layout = block_layout(model, model_args, kwargs)
         self._layout = layout
+        self._has_deterministic = layout.has_deterministic
+        self._sample_fn = self.sample
         if self._check and _concrete(model_args, kwargs):
             check_conjugate(model, model_args, kwargs, layout)
         terms = conjugate_terms(model, model_args, kwargs, layout)
@@ -210,6 +215,7 @@ class PolyaGammaGibbs(MCMCKernel):
         kernel = copy.copy(self)
         kernel._model = wrapper(self._model)
         kernel._layout = None
+        kernel._sample_fn = None
         return kernel
 
     def get_constrain_fn(self, model_args, model_kwargs):
@@ -219,6 +225,8 @@ class PolyaGammaGibbs(MCMCKernel):
         """The latent values as they are, plus the model's ``deterministic`` sites."""
         kwargs = {} if model_kwargs is None else model_kwargs
         model = self._model
+        if not self._has_deterministic:
+            return lambda z: z
 
         def fn(z):
             seeded = handlers.seed(handlers.substitute(model, data=z), jax.random.key(0))
