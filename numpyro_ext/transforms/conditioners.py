@@ -185,6 +185,10 @@ def _apply(kind: str, fn, params, inputs):
         return nnx.merge(fn, params)(inputs)
     if kind == "module":
         return params(inputs)
+    if kind == "eqx":
+        import equinox as eqx
+
+        return eqx.combine(params, fn)(inputs)
     return fn(inputs)
 
 
@@ -193,7 +197,8 @@ class Conditioner:
     """A network with its parameters as a pytree; build it with :func:`as_conditioner`.
 
     :param kind: ``"params"`` (``fn(params, inputs)``), ``"nnx"`` (``fn`` is the NNX graph
-        definition, ``params`` its state), ``"module"`` (``params`` is a callable pytree) or
+        definition, ``params`` its state), ``"eqx"`` (``fn`` the static part of an Equinox
+        module, ``params`` its arrays), ``"module"`` (``params`` is a callable pytree) or
         ``"plain"`` (``fn(inputs)``, no parameters).
     :param fn: the static part (function or graph definition).
     :param params: parameter pytree (may be ``None``).
@@ -266,7 +271,10 @@ def as_conditioner(net, params=None, batched: bool | None = None) -> Conditioner
         graphdef, state = nnx.split(net)
         return Conditioner("nnx", graphdef, state, True if batched is None else batched)
     if _is_eqx_module(net):
-        return Conditioner("module", None, net, False if batched is None else batched)
+        import equinox as eqx
+
+        params, static = eqx.partition(net, eqx.is_array)
+        return Conditioner("eqx", static, params, False if batched is None else batched)
     if isinstance(net, MLP | MADE):
         return Conditioner("module", None, net, True)
     return Conditioner("plain", net, None, True if batched is None else batched)
