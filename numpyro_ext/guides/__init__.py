@@ -1,3 +1,8 @@
 """Guides that work wherever a NumPyro ``AutoGuide`` does (SVI, Predictive, ...)."""
 
-__all__: list[str] = []
+from numpyro_ext.guides.sparse_gp import SparseGP, SparseGPMarginal
+
+__all__: list[str] = [
+    "SparseGP",
+    "SparseGPMarginal",
+]

@@ -1,0 +1,113 @@
+"""Tests for numpyro_ext.gp.collapsed: the Titsias bound, its optimal q(u) and predictions."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import optax
+import pytest
+from jax.scipy.stats import multivariate_normal
+from numpyro.distributions import constraints
+from numpyro.infer import SVI, Trace_ELBO
+
+from numpyro_ext.gp import (
+    InducingPoints,
+    Matern32,
+    SquaredExponential,
+    collapsed_elbo,
+    collapsed_factor,
+    collapsed_predict,
+    collapsed_q_u,
+    predict_f,
+)
+
+NOISE = 0.09
+
+
+def _data(n=30, seed=0):
+    X = jnp.linspace(0.0, 5.0, n)[:, None]
+    y = jnp.sin(2 * X[:, 0]) + 0.3 * jax.random.normal(jax.random.key(seed), (n,))
+    return X, y
+
+
+def _exact(kernel, X, y, X_new):
+    K = kernel(X) + NOISE * jnp.eye(X.shape[0])
+    Ks = kernel(X, X_new)
+    evidence = multivariate_normal.logpdf(y, jnp.zeros_like(y), K)
+    mean = Ks.T @ jnp.linalg.solve(K, y)
+    var = kernel.diag(X_new) - jnp.sum(Ks * jnp.linalg.solve(K, Ks), 0)
+    return evidence, mean, var
+
+
+@pytest.mark.parametrize("kernel", [SquaredExponential(1.3, 0.7), Matern32(0.8, 1.2)])
+def test_sgpr_with_inducing_at_data_equals_exact_evidence_and_predictions(x64, kernel):
+    X, y = _data()
+    X_new = jnp.array([[0.3], [2.2], [6.0]])
+    evidence, mean, var = _exact(kernel, X, y, X_new)
+    bound = collapsed_elbo(kernel, X, y, X, NOISE, jitter=1e-12)
+    np.testing.assert_allclose(bound, evidence, rtol=1e-8)
+    m, v = collapsed_predict(kernel, X, y, X, NOISE, X_new, jitter=1e-12)
+    np.testing.assert_allclose(m, mean, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(v, var, rtol=1e-5, atol=1e-8)
+
+
+def test_collapsed_bound_is_below_the_evidence_and_tightens_with_more_inducing_points(x64):
+    X, y = _data()
+    kernel = SquaredExponential(1.0, 0.5)
+    evidence = _exact(kernel, X, y, X[:1])[0]
+    bounds = [collapsed_elbo(kernel, X, y, X[::step], NOISE) for step in (10, 5, 2)]
+    assert bounds[0] < bounds[1] < bounds[2] < evidence
+
+
+def test_optimal_q_u_reproduces_collapsed_predictions_in_both_parameterisations(x64):
+    X, y = _data()
+    kernel, Z = SquaredExponential(1.0, 0.6), X[::4]
+    X_new = jnp.linspace(-1.0, 6.0, 7)[:, None]
+    expected = collapsed_predict(kernel, X, y, Z, NOISE, X_new, full_cov=True)
+    for whiten in (True, False):
+        q_mu, q_sqrt = collapsed_q_u(kernel, X, y, Z, NOISE, whiten=whiten)
+        got = predict_f(InducingPoints(Z), kernel, X_new, q_mu, q_sqrt, whiten, full_cov=True)
+        np.testing.assert_allclose(got[0], expected[0], rtol=1e-7, atol=1e-9)
+        np.testing.assert_allclose(got[1], expected[1], rtol=1e-6, atol=1e-9)
+
+
+def test_mean_function_shifts_the_targets(x64):
+    X, y = _data()
+    kernel, Z = SquaredExponential(), X[::3]
+    shifted = collapsed_elbo(kernel, X, y + 2.0, Z, NOISE, mean_fn=lambda X: jnp.full(30, 2.0))
+    np.testing.assert_allclose(shifted, collapsed_elbo(kernel, X, y, Z, NOISE))
+
+
+def test_collapsed_bound_works_in_both_precisions(dtype):
+    X, y = _data()
+    b = collapsed_elbo(SquaredExponential(), X.astype(dtype), y.astype(dtype), X[::3], NOISE)
+    assert b.dtype == dtype and bool(jnp.isfinite(b))
+
+
+def test_collapsed_factor_fits_hyperparameters_and_inducing_inputs_with_svi(x64):
+    X, y = _data(60)
+    Z0 = X[::12]
+
+    def model(X, y):
+        ell = numpyro.param("ell", 1.0, constraint=constraints.positive)
+        var = numpyro.param("var", 1.0, constraint=constraints.positive)
+        noise = numpyro.param("noise", 0.5, constraint=constraints.positive)
+        Z = numpyro.param("Z", Z0)
+        collapsed_factor("sgpr", SquaredExponential(var, ell), X, y, Z, noise)
+
+    svi = SVI(model, lambda X, y: None, optax.adam(0.05), Trace_ELBO())
+    state = svi.init(jax.random.key(0), X, y)
+    p0 = svi.get_params(state)
+    loss0 = svi.evaluate(state, X, y)
+    np.testing.assert_allclose(
+        -loss0, collapsed_elbo(SquaredExponential(), X, y, Z0, 0.5), rtol=1e-10
+    )
+    result = svi.run(jax.random.key(0), 300, X, y, progress_bar=False)
+    assert result.losses[-1] < loss0 - 10.0
+    assert not np.allclose(result.params["Z"], p0["Z"])
+
+
+def test_bad_targets_raise_a_clear_error():
+    X, _ = _data()
+    with pytest.raises(ValueError, match=r"y must have shape \(30,\)"):
+        collapsed_elbo(SquaredExponential(), X, jnp.ones(29), X[::3], NOISE)

@@ -1,0 +1,100 @@
+"""Tests for numpyro_ext.gp.kernels: closed forms, Gram/diag agreement, algebra, pytrees."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from numpyro_ext.gp import (
+    Linear,
+    Matern12,
+    Matern32,
+    Matern52,
+    Periodic,
+    Product,
+    Scaled,
+    SquaredExponential,
+    Sum,
+)
+
+X1 = np.array([[0.0, 1.0], [0.5, -0.3], [2.0, 0.7]])
+X2 = np.array([[0.1, 0.2], [-1.0, 0.4]])
+
+
+def _pairwise_r(ell):
+    return np.sqrt((((X1[:, None, :] - X2[None, :, :]) / ell) ** 2).sum(-1))
+
+
+@pytest.mark.parametrize(
+    ("kernel", "profile"),
+    [
+        (SquaredExponential, lambda r: np.exp(-0.5 * r**2)),
+        (Matern12, lambda r: np.exp(-r)),
+        (Matern32, lambda r: (1 + np.sqrt(3) * r) * np.exp(-np.sqrt(3) * r)),
+        (Matern52, lambda r: (1 + np.sqrt(5) * r + 5 * r**2 / 3) * np.exp(-np.sqrt(5) * r)),
+    ],
+)
+def test_stationary_kernels_match_closed_forms_with_ard(x64, kernel, profile):
+    ell = np.array([0.7, 1.9])
+    k = kernel(variance=1.7, lengthscale=jnp.asarray(ell))
+    np.testing.assert_allclose(k(X1, X2), 1.7 * profile(_pairwise_r(ell)), rtol=1e-12)
+    np.testing.assert_allclose(k.diag(X1), jnp.diagonal(k(X1)), rtol=1e-12)
+
+
+def test_periodic_and_linear_match_closed_forms(x64):
+    diff = X1[:, None, :] - X2[None, :, :]
+    expected = 0.5 * np.exp(-2 * ((np.sin(np.pi * diff / 1.3) / 0.8) ** 2).sum(-1))
+    np.testing.assert_allclose(Periodic(0.5, 0.8, 1.3)(X1, X2), expected, rtol=1e-12)
+    np.testing.assert_allclose(Linear(0.3)(X1, X2), 0.3 * X1 @ X2.T, rtol=1e-12)
+    for k in (Periodic(0.5, 0.8, 1.3), Linear(jnp.array([0.3, 2.0]))):
+        np.testing.assert_allclose(k.diag(X1), jnp.diagonal(k(X1)), rtol=1e-12)
+
+
+def test_kernel_algebra_builds_sums_products_and_scalings(x64):
+    a, b = SquaredExponential(1.0, 0.5), Matern32(2.0, 1.5)
+    assert isinstance(a + b, Sum) and isinstance(a * b, Product)
+    assert isinstance(3.0 * a, Scaled) and isinstance(a * 3.0, Scaled)
+    np.testing.assert_allclose((a + b)(X1, X2), a(X1, X2) + b(X1, X2))
+    np.testing.assert_allclose((a * b)(X1, X2), a(X1, X2) * b(X1, X2))
+    np.testing.assert_allclose((3.0 * a)(X1, X2), 3.0 * a(X1, X2))
+    k = 2.0 * a * b + Linear(0.1)
+    np.testing.assert_allclose(k.diag(X1), jnp.diagonal(k(X1)), rtol=1e-12)
+
+
+def test_kernels_are_pytrees_usable_under_jit_vmap_and_grad(x64):
+    k = SquaredExponential(1.0, 0.5) + Periodic(1.0, 1.0, 2.0)
+    assert len(jax.tree.leaves(k)) == 5
+    np.testing.assert_allclose(jax.jit(lambda k: k(X1, X2))(k), k(X1, X2))
+    ells = jnp.array([0.5, 1.0, 2.0])
+    grams = jax.vmap(lambda ell: SquaredExponential(1.0, ell)(X1, X2))(ells)
+    assert grams.shape == (3, 3, 2)
+    g = jax.grad(lambda ell: SquaredExponential(1.0, ell)(X1, X2).sum())(0.5)
+    fd = (
+        SquaredExponential(1.0, 0.5 + 1e-6)(X1, X2).sum()
+        - SquaredExponential(1.0, 0.5 - 1e-6)(X1, X2).sum()
+    ) / 2e-6
+    np.testing.assert_allclose(g, fd, rtol=1e-6)
+
+
+def test_matern_gradient_is_finite_on_the_diagonal(x64):
+    g = jax.grad(lambda ell: Matern12(1.0, ell)(X1).sum())(0.7)
+    assert np.isfinite(g)
+
+
+def test_one_dimensional_inputs_are_a_column(x64):
+    x = jnp.linspace(0.0, 1.0, 4)
+    np.testing.assert_allclose(SquaredExponential()(x), SquaredExponential()(x[:, None]))
+
+
+def test_kernels_keep_float32():
+    k = Matern52(1.0, 0.5)
+    assert k(jnp.asarray(X1, jnp.float32)).dtype == jnp.float32
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="lengthscale must be a scalar or have shape"):
+        SquaredExponential(lengthscale=jnp.ones(3))(X1)
+    with pytest.raises(ValueError, match="disagree in dimension"):
+        SquaredExponential()(X1, jnp.ones((2, 3)))
+    with pytest.raises(ValueError, match=r"shape \(N, D\)"):
+        SquaredExponential()(jnp.ones((2, 2, 2)))
