@@ -89,21 +89,21 @@ def _envelope(h, z, devroye_only: bool):
     )
 
 
-def _propose_left(key, env):
-    """A draw from the left kernel: inverse Gaussian IG(h/z, h^2) or Lévy truncated to x < t."""
+def _propose_left(u_normal, u_choice, env):
+    """A draw from the left kernel: inverse Gaussian IG(h/z, h^2) or Lévy truncated to x < t.
+
+    Both use one normal variate, ``ndtri(u_normal)``; ``u_choice`` is the IG's coin.
+    """
     h, z = env["h"], env["z"]
-    k_normal, k_choice, k_levy = jax.random.split(key, 3)
-    dtype = h.dtype
     # Inverse Gaussian (Michael, Schucany & Haas 1976) in a cancellation-free form.
-    mu = h / jnp.maximum(z, jnp.finfo(dtype).tiny)
-    y = jnp.square(jax.random.normal(k_normal, h.shape, dtype))
+    mu = h / jnp.maximum(z, jnp.finfo(h.dtype).tiny)
+    y = jnp.square(ndtri(u_normal))
     r = mu * y / (2.0 * h * h)
     x_small = mu / (1.0 + r + jnp.sqrt(r * (r + 2.0)))
-    keep = jax.random.uniform(k_choice, h.shape, dtype) * (mu + x_small) <= mu
+    keep = u_choice * (mu + x_small) <= mu
     x_ig = jnp.where(keep, x_small, mu * mu / x_small)
     # Lévy: x = h^2 / N^2 with |N| > h / sqrt(t), i.e. x < t.
-    u = jax.random.uniform(k_levy, h.shape, dtype, minval=jnp.finfo(dtype).tiny)
-    n = -ndtri(u * env["levy_tail"])
+    n = -ndtri(u_normal * env["levy_tail"])
     x_levy = jnp.square(h / n)
     return jnp.where(env["use_ig"], x_ig, x_levy)
 
@@ -145,19 +145,19 @@ def sample_jacobi_star(key, h, z, pieces, devroye_only: bool = False):
         return jnp.any(state[1] > 0)
 
     def body(state):
-        key, remaining, total = state
-        key, k_side, k_left, k_right, k_accept = jax.random.split(key, 5)
-        shape, dtype = h.shape, h.dtype
-        left = jax.random.uniform(k_side, shape, dtype) < env["p_left"]
-        x_right = env["t"] + jax.random.exponential(k_right, shape, dtype) / env["lam_right"]
-        x_left = _propose_left(k_left, env)
-        x = jnp.where(left, x_left, x_right)
-        u = jax.random.uniform(k_accept, shape, dtype)
+        step, remaining, total = state
+        tiny = jnp.finfo(h.dtype).tiny
+        u_side, u_normal, u_choice, u_exp, u = jax.random.uniform(
+            jax.random.fold_in(key, step), (5, *h.shape), h.dtype, minval=tiny
+        )
+        left = u_side < env["p_left"]
+        x_right = env["t"] - jnp.log(u_exp) / env["lam_right"]
+        x = jnp.where(left, _propose_left(u_normal, u_choice, env), x_right)
         accepted = jnp.where(left, _accept_left(x, u, env), _accept_right(x, u, env, devroye_only))
         accepted = accepted & (remaining > 0)
-        return key, remaining - accepted, total + jnp.where(accepted, x, 0.0)
+        return step + 1, remaining - accepted, total + jnp.where(accepted, x, 0.0)
 
-    state = (key, pieces, jnp.zeros_like(h))
+    state = (jnp.zeros((), jnp.uint32), pieces, jnp.zeros_like(h))
     return lax.while_loop(cond, body, state)[2]
 
 
