@@ -16,7 +16,8 @@ __all__ = ["Affine", "Scale", "Shift"]
 
 def _check_scale(scale, who: str):
     scale = jnp.asarray(scale)
-    if not isinstance(scale, jax.core.Tracer) and bool(jnp.any(scale == 0)):
+    zero = jnp.any(scale == 0)  # a tracer inside jit even for concrete scales
+    if not isinstance(zero, jax.core.Tracer) and bool(zero):
         raise ValueError(f"{who}: scale must be non-zero everywhere, got {scale}")
     return scale
 

@@ -47,9 +47,8 @@ class Householder(Bijector):
         vectors = jnp.asarray(vectors)
         if vectors.ndim == 1:
             vectors = vectors[None]
-        if not isinstance(vectors, jax.core.Tracer) and bool(
-            jnp.any(jnp.sum(vectors**2, -1) == 0)
-        ):
+        zero = jnp.any(jnp.sum(vectors**2, -1) == 0)
+        if not isinstance(zero, jax.core.Tracer) and bool(zero):
             raise ValueError("Householder: reflection vectors must be non-zero")
         self.vectors = vectors
 
