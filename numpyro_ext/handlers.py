@@ -222,7 +222,7 @@ class polya_gamma(Messenger):
         y = jnp.broadcast_to(jnp.asarray(msg["value"], jnp.result_type(float)), shape)
         base = _broadcast(base, shape)
         kind = _KINDS[type(base)]
-        b, kappa, _ = _pg_shape_and_offset(kind, y, getattr(base, "total_count", None))
+        b, kappa, log_choose = _pg_shape_and_offset(kind, y, getattr(base, "total_count", None))
         prior = PolyaGamma(jax.lax.stop_gradient(b), jnp.zeros_like(b)).to_event(event_dim)
         omega = numpyro.sample(msg["name"] + AUXILIARY_SUFFIX, prior, infer={AUXILIARY_KEY: True})
         factor = PolyaGammaLikelihood(base, omega).to_event(event_dim)
@@ -236,6 +236,7 @@ class polya_gamma(Messenger):
                 "logits": base.logits,
                 "b": b,
                 "kappa": kappa,
+                "log_constant": log_choose - b * _LOG2,
                 "mask": fn_mask,
                 "event_dim": event_dim,
             },

@@ -80,6 +80,7 @@ class ConjugateTerms(NamedTuple):
     :param b: Pólya-gamma shapes, shape ``(n,)``.
     :param kappa: :math:`\kappa`, shape ``(n,)``.
     :param weight: mask times scale of each observation, shape ``(n,)``.
+    :param log_constant: the omega-free constant ``log C(y) - b log 2``, shape ``(n,)``.
     :param whitened: :math:`A = X L`, shape ``(n, d)``.
     :param whitened_offset: :math:`\psi_0 = X m + c`, shape ``(n,)``.
     """
@@ -91,6 +92,7 @@ class ConjugateTerms(NamedTuple):
     b: jax.Array
     kappa: jax.Array
     weight: jax.Array
+    log_constant: jax.Array
     whitened: jax.Array
     whitened_offset: jax.Array
 
@@ -165,8 +167,8 @@ def _gaussian_prior(name: str, fn) -> tuple[jax.Array, jax.Array]:
 
 
 def _augmented_terms(tr: dict) -> tuple[jax.Array, ...]:
-    """Flattened ``(psi, b, kappa, weight)`` over every augmented site of a trace."""
-    psi, b, kappa, weight = [], [], [], []
+    """Flattened ``(psi, b, kappa, weight, log_constant)`` over the augmented sites."""
+    psi, b, kappa, weight, const = [], [], [], [], []
     for site in tr.values():
         meta = (site.get("infer") or {}).get(INFER_KEY) if site["type"] == "sample" else None
         if meta is None or not site["is_observed"]:
@@ -184,7 +186,8 @@ def _augmented_terms(tr: dict) -> tuple[jax.Array, ...]:
         b.append(meta["b"].ravel())
         kappa.append(meta["kappa"].ravel())
         weight.append(w.ravel())
-    return tuple(jnp.concatenate(x) for x in (psi, b, kappa, weight))
+        const.append(meta["log_constant"].ravel())
+    return tuple(jnp.concatenate(x) for x in (psi, b, kappa, weight, const))
 
 
 def _other_log_density(tr: dict, layout: BlockLayout) -> jax.Array:
@@ -227,10 +230,12 @@ def conjugate_terms(model: Callable, args, kwargs, layout: BlockLayout) -> Conju
     def logits(z):
         return _evaluate(model, args, kwargs, layout, z)[0][0]
 
-    (offset, b, kappa, weight), loc, tril, _ = _evaluate(model, args, kwargs, layout, z0)
+    (offset, b, kappa, weight, const), loc, tril, _ = _evaluate(model, args, kwargs, layout, z0)
     design = jax.jacfwd(logits)(z0)
     whitened, whitened_offset = design @ tril, design @ loc + offset
-    return ConjugateTerms(loc, tril, design, offset, b, kappa, weight, whitened, whitened_offset)
+    return ConjugateTerms(
+        loc, tril, design, offset, b, kappa, weight, const, whitened, whitened_offset
+    )
 
 
 def check_conjugate(
@@ -252,12 +257,14 @@ def check_conjugate(
     """
     terms = jax.jit(lambda: conjugate_terms(model, args, kwargs, layout))()
     evaluate = jax.jit(lambda z: _evaluate(model, args, kwargs, layout, z))
-    (_offset, b, kappa, weight), loc, tril, other0 = evaluate(jnp.zeros_like(terms.loc))
+    (_offset, b, kappa, weight, _), loc, tril, other0 = evaluate(jnp.zeros_like(terms.loc))
     eps = float(jnp.finfo(terms.design.dtype).eps)
     rng = np.random.default_rng(0)
     for _ in range(num_points):
         z = terms.loc + terms.scale_tril @ jnp.asarray(rng.normal(size=terms.loc.shape) * 2.0)
-        (psi, b_z, kappa_z, weight_z), loc_z, tril_z, other_z = evaluate(z.astype(terms.loc.dtype))
+        (psi, b_z, kappa_z, weight_z, _), loc_z, tril_z, other_z = evaluate(
+            z.astype(terms.loc.dtype)
+        )
         affine = terms.design @ z + terms.offset
         size = jnp.abs(terms.design) @ jnp.abs(z) + jnp.abs(terms.offset) + 1.0
         bad = np.asarray(jnp.abs(psi - affine) > 1e3 * eps * size)
