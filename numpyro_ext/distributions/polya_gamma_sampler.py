@@ -42,6 +42,9 @@ __all__ = ["MAX_PIECE", "sample_jacobi_star", "sample_polya_gamma"]
 MAX_PIECE = 2.0
 SAMPLER_LEFT_TERMS = 8  # a_8 / a_0 < 1e-17 for x <= t <= 3, h <= 2
 DEVROYE_T = 0.64
+_FULL_STEPS = 4  # steps over every element before the stragglers are compacted
+_COMPACTION = 8  # straggler buffer = elements / _COMPACTION
+_MIN_COMPACTION_SIZE = 8192  # below this, one loop over all elements is cheaper
 _HALF_PI_SQ = math.pi**2 / 8.0
 
 
@@ -129,23 +132,16 @@ def _accept_right(x, u, env, devroye_only: bool):
     return jnp.isfinite(x) & (u <= ratio)
 
 
-def sample_jacobi_star(key, h, z, pieces, devroye_only: bool = False):
-    """Sum of ``pieces`` independent ``J*(h, z)`` draws, elementwise (flat arrays).
-
-    :param key: a JAX PRNG key.
-    :param h: piece shape in ``(0, 2]``, one per element.
-    :param z: tilt ``z >= 0``, one per element.
-    :param pieces: number of pieces per element (integer array).
-    :param devroye_only: promise that every ``h`` is 1 (skips the alternate sampler's setup).
-    :return: the sums, same shape as ``h``.
-    """
-    env = _envelope(h, z, devroye_only)
+def _rejection_loop(key, env, remaining, total, devroye_only: bool, max_steps=None):
+    """Masked proposal/accept steps until no piece remains (or ``max_steps`` steps)."""
 
     def cond(state):
-        return jnp.any(state[1] > 0)
+        busy = jnp.any(state[1] > 0)
+        return busy if max_steps is None else busy & (state[0] < max_steps)
 
     def body(state):
         step, remaining, total = state
+        h = env["h"]
         tiny = jnp.finfo(h.dtype).tiny
         u_side, u_normal, u_choice, u_exp, u = jax.random.uniform(
             jax.random.fold_in(key, step), (5, *h.shape), h.dtype, minval=tiny
@@ -157,7 +153,55 @@ def sample_jacobi_star(key, h, z, pieces, devroye_only: bool = False):
         accepted = accepted & (remaining > 0)
         return step + 1, remaining - accepted, total + jnp.where(accepted, x, 0.0)
 
-    state = (jnp.zeros((), jnp.uint32), pieces, jnp.zeros_like(h))
+    state = (jnp.zeros((), jnp.uint32), remaining, total)
+    _, remaining, total = lax.while_loop(cond, body, state)
+    return remaining, total
+
+
+def sample_jacobi_star(key, h, z, pieces, devroye_only: bool = False):
+    """Sum of ``pieces`` independent ``J*(h, z)`` draws, elementwise (flat arrays).
+
+    For large arrays a few steps run over all elements; the stragglers are then gathered into a
+    buffer of an eighth of the size and finished there, so the long tail of the rejection loop
+    does not cost full passes over every element.
+
+    :param key: a JAX PRNG key.
+    :param h: piece shape in ``(0, 2]``, one per element (1-d).
+    :param z: tilt ``z >= 0``, one per element.
+    :param pieces: number of pieces per element (integer array).
+    :param devroye_only: promise that every ``h`` is 1 (skips the alternate sampler's setup).
+    :return: the sums, same shape as ``h``.
+    """
+    env = _envelope(h, z, devroye_only)
+    size = h.shape[0]
+    if size < _MIN_COMPACTION_SIZE:
+        return _rejection_loop(key, env, pieces, jnp.zeros_like(h), devroye_only)[1]
+    buffer = size // _COMPACTION
+    remaining, total = _rejection_loop(
+        jax.random.fold_in(key, 0), env, pieces, jnp.zeros_like(h), devroye_only, _FULL_STEPS
+    )
+
+    def cond(state):
+        return jnp.any(state[1] > 0)
+
+    def body(state):
+        round_, remaining, total = state
+        (idx,) = jnp.nonzero(remaining > 0, size=buffer, fill_value=size)
+        valid = idx < size
+        sub_env = jax.tree.map(lambda a: jnp.take(a, idx, axis=0, mode="clip"), env)
+        sub_remaining = jnp.where(valid, jnp.take(remaining, idx, mode="clip"), 0)
+        _, sub_total = _rejection_loop(
+            jax.random.fold_in(key, round_),
+            sub_env,
+            sub_remaining,
+            jnp.zeros_like(sub_env["h"]),
+            devroye_only,
+        )
+        total = total.at[idx].add(sub_total, mode="drop")
+        remaining = remaining.at[idx].set(0, mode="drop")
+        return round_ + 1, remaining, total
+
+    state = (jnp.ones((), jnp.uint32), remaining, total)
     return lax.while_loop(cond, body, state)[2]
 
 

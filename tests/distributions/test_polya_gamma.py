@@ -188,18 +188,20 @@ def test_invalid_arguments_raise_value_error_naming_the_argument(b, c, name):
         PolyaGamma(b, c)
 
 
-def test_sample_shape_dtype_jit_and_vmap(dtype):
+def test_sample_shape_and_dtype_under_jit(dtype):
     d = PolyaGamma(jnp.array([0.5, 2.0, 3.5], dtype), jnp.array([[0.0], [1.0]], dtype))
     assert d.batch_shape == (2, 3)
     draws = jax.jit(lambda k: d.sample(k, (4,)))(jax.random.key(0))
     assert draws.shape == (4, 2, 3) and draws.dtype == dtype
     assert bool(jnp.all(draws > 0))
 
+
+def test_sample_under_vmap_over_c_and_keys():
     def one(c, key):
-        return PolyaGamma(jnp.asarray(1.5, dtype), c).sample(key, (8,))
+        return PolyaGamma(1.5, c).sample(key, (8,))
 
     keys = jax.random.split(jax.random.key(1), 5)
-    out = jax.vmap(one)(jnp.linspace(0.0, 4.0, 5, dtype=dtype), keys)
+    out = jax.vmap(one)(jnp.linspace(0.0, 4.0, 5), keys)
     assert out.shape == (5, 8) and bool(jnp.all(jnp.isfinite(out) & (out > 0)))
 
 
