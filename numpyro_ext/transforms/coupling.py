@@ -120,15 +120,21 @@ class Coupling(Bijector):
 
     def _couple(self, value, inverse: bool):
         cond, trans = self._indices(value.shape[-1])
-        params = self._params(value[..., cond], trans.size)
-        inner = self._inner(params)
-        part = value[..., trans]
+        if self.mask is None:  # contiguous halves: slices and a concatenation, no gathers
+            kept, part = value[..., : self.split], value[..., self.split :]
+        else:
+            kept, part = value[..., cond], value[..., trans]
+        inner = self._inner(self._params(kept, trans.size))
         if inverse:
             new, log_det = inner.inverse_and_log_det(part)
         else:
             new, log_det = inner.forward_and_log_det(part)
         batch = jnp.broadcast_shapes(value.shape[:-1], new.shape[:-1])
-        out = jnp.broadcast_to(value, (*batch, value.shape[-1])).at[..., trans].set(new)
+        if self.mask is None:
+            kept = jnp.broadcast_to(kept, (*batch, kept.shape[-1]))
+            out = jnp.concatenate([kept, new], -1)
+        else:
+            out = jnp.broadcast_to(value, (*batch, value.shape[-1])).at[..., trans].set(new)
         return out, jnp.sum(log_det, -1)
 
     def _forward_and_log_det(self, x):

@@ -53,12 +53,16 @@ class Permute(Bijector):
                 f"permutation has size {len(self.permutation)}"
             )
 
+    def _apply(self, value, permutation):
+        self._check(value)
+        if permutation == tuple(range(len(permutation) - 1, -1, -1)):
+            out = jnp.flip(value, -1)  # a reversal is a cheap rev, not a gather
+        else:
+            out = value[..., np.asarray(permutation)]
+        return out, jnp.zeros(jnp.shape(out)[:-1], out.dtype)
+
     def _forward_and_log_det(self, x):
-        self._check(x)
-        y = x[..., np.asarray(self.permutation)]
-        return y, jnp.zeros(jnp.shape(y)[:-1], y.dtype)
+        return self._apply(x, self.permutation)
 
     def _inverse_and_log_det(self, y):
-        self._check(y)
-        x = y[..., np.argsort(self.permutation)]
-        return x, jnp.zeros(jnp.shape(x)[:-1], x.dtype)
+        return self._apply(y, tuple(int(i) for i in np.argsort(self.permutation)))
