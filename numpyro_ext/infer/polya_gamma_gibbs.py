@@ -170,7 +170,9 @@ class PolyaGammaGibbs(MCMCKernel):
         self._has_deterministic = layout.has_deterministic
         self._sample_fn = self.sample
         if self._check and _concrete(model_args, kwargs):
-            check_conjugate(model, model_args, kwargs, layout)
+            # concrete even when MCMC calls init under pmap (chain_method="parallel")
+            with jax.ensure_compile_time_eval():
+                check_conjugate(model, model_args, kwargs, layout)
         terms = conjugate_terms(model, model_args, kwargs, layout)
 
         def init_one(key, params):
