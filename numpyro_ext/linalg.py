@@ -78,25 +78,29 @@ def cholesky(
     if max_tries < 1:
         raise ValueError(f"cholesky: max_tries must be >= 1, got {max_tries}")
     eye = jnp.eye(A.shape[-1], dtype=A.dtype)
-
-    def factor(eps):
-        return jnp.linalg.cholesky(A + eps * eye)
+    # Find the jitter on a gradient-free copy, then factor once: a failed trial factor must not
+    # reach the backward pass (its NaNs would poison the gradient even when not selected).
+    A_trial = lax.stop_gradient(A)
 
     def failed(L):
         return jnp.any(jnp.isnan(L))
 
-    L = factor(jitter)
+    eps = jnp.asarray(jitter, A.dtype)
+    L = jnp.linalg.cholesky(A_trial + eps * eye)
     for k in range(1, max_tries):
-        eps = jitter * 10.0**k if jitter > 0 else 10.0 ** (k - 8)
-        L = lax.cond(failed(L), lambda eps=eps: factor(eps), lambda L=L: L)
+        retry = failed(L)
+        eps_k = jitter * 10.0**k if jitter > 0 else 10.0 ** (k - 8)
+        eps = jnp.where(retry, jnp.asarray(eps_k, A.dtype), eps)
+        L = lax.cond(retry, lambda e=eps_k: jnp.linalg.cholesky(A_trial + e * eye), lambda L=L: L)
     last = jitter * 10.0 ** (max_tries - 1) if jitter > 0 else 10.0 ** (max_tries - 9)
     # A matrix that already holds NaN/inf passes it on (HMC rejects such proposals); a finite
     # matrix that no jitter makes positive definite is an error.
-    bad = failed(L) & jnp.all(jnp.isfinite(A))
+    bad = failed(L) & jnp.all(jnp.isfinite(A_trial))
     if _is_concrete(bad):
         _raise_failure(bad, name, A.shape[-1], last)
     else:
         _report_failure(bad, name, A.shape[-1], last)
+    L = jnp.linalg.cholesky(A + eps * eye)
     return L
 
 

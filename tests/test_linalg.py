@@ -93,3 +93,12 @@ def test_cholesky_rejects_non_square_input():
 def test_cholesky_passes_nan_input_through_instead_of_raising():
     A = jnp.full((2, 2), jnp.nan)
     assert bool(jnp.any(jnp.isnan(jax.jit(cholesky)(A))))
+
+
+def test_gradient_is_finite_when_the_first_jitter_fails(x64):
+    v = jnp.arange(1.0, 4.0)
+
+    def loss(s):
+        return jnp.sum(cholesky(s * jnp.outer(v, v), jitter=1e-14, max_tries=8))
+
+    assert bool(jnp.isfinite(jax.grad(loss)(1.0)))
