@@ -75,7 +75,9 @@ def polya_gamma_sweep(key: jax.Array, z: jax.Array, terms: ConjugateTerms):
     key_omega, key_z = jax.random.split(key)
     psi = terms.design @ z + terms.offset
     active = terms.b > 0
-    omega = PolyaGamma(jnp.where(active, terms.b, 1.0), psi).sample(key_omega)
+    # with weight w on the factor, omega | z ~ PG(b, sqrt(w) psi) (PG(b, 0) where masked)
+    tilt = jnp.sqrt(terms.weight) * psi
+    omega = PolyaGamma(jnp.where(active, terms.b, 1.0), tilt).sample(key_omega)
     omega = jnp.where(active, omega, 0.0)
     A = terms.whitened
     w_omega = terms.weight * omega
