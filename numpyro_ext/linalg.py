@@ -110,17 +110,17 @@ def _rank_one_update(L: jax.Array, x: jax.Array) -> jax.Array:
     rows = jnp.arange(n)
 
     def step(k, carry):
-        L, x = carry
-        col = L[:, k]
+        R, x = carry  # R = L^T: column k of L is the contiguous row k of R
+        col = lax.dynamic_index_in_dim(R, k, keepdims=False)
         lkk, xk = col[k], x[k]
         r = jnp.hypot(lkk, xk)
         c, s = r / lkk, xk / lkk
         below = rows > k
         new_col = jnp.where(below, (col + s * x) / c, jnp.where(rows == k, r, col))
         new_x = jnp.where(below, c * x - s * new_col, x)
-        return L.at[:, k].set(new_col), new_x
+        return lax.dynamic_update_index_in_dim(R, new_col, k, 0), new_x
 
-    return lax.fori_loop(0, n, step, (L, x))[0]
+    return lax.fori_loop(0, n, step, (L.T, x))[0].T
 
 
 def cholesky_update(L: jax.Array, U: jax.Array) -> jax.Array:

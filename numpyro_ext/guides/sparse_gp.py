@@ -106,7 +106,9 @@ class SparseGPMarginal(Distribution):
         Lu = inducing_factor(inducing, kernel, jitter)
         mean, var = conditional(inducing.Kuf(kernel, X), Lu, kernel.diag(X), q_mu, q_sqrt, whiten)
         self.loc = prior.loc + mean
-        self.scale = jnp.sqrt(jnp.maximum(var, jnp.finfo(var.dtype).tiny))
+        # Round-off can push a marginal variance below zero in float32; floor it at the jitter.
+        floor = max(jitter, float(jnp.finfo(var.dtype).tiny))
+        self.scale = jnp.sqrt(jnp.maximum(var, floor))
         self.kl = gaussian_kl(q_mu, q_sqrt, None if whiten else Lu)
         super().__init__(
             batch_shape=(), event_shape=prior.event_shape, validate_args=validate_args
