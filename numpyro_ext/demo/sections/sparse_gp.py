@@ -55,7 +55,7 @@ def run(ctx: Context) -> None:
 
     x, y = load_snelson()
     X, Y = jnp.asarray(x[:, None]), jnp.asarray(y)
-    M, steps = 12, ctx.pick(2500, 600)
+    M, steps = 12, ctx.pick(2500, 400)
     guide = SparseGP(model, num_inducing=M, init_inducing="subset")
     svi = SVI(model, guide, optax.adam(0.03), TraceMeanField_ELBO())
     key = jax.random.key(ctx.seed)
