@@ -58,8 +58,10 @@ def _analytic_elbo(guide, params, X, y, **kw):
     return jnp.sum(loglik) - q.kl
 
 
-@pytest.mark.parametrize("elbo", [Trace_ELBO(), TraceMeanField_ELBO()])
-@pytest.mark.parametrize("whiten", [True, False])
+@pytest.mark.parametrize(
+    ("elbo", "whiten"),
+    [(Trace_ELBO(), True), (Trace_ELBO(), False), (TraceMeanField_ELBO(), False)],
+)
 def test_single_particle_loss_is_likelihood_minus_analytic_kl(x64, elbo, whiten):
     X, y = _data()
     guide = SparseGP(model, inducing=X[::5], whiten=whiten)
@@ -77,8 +79,7 @@ def test_single_particle_loss_is_likelihood_minus_analytic_kl(x64, elbo, whiten)
 
 
 @pytest.mark.parametrize("elbo", [Trace_ELBO(), TraceMeanField_ELBO()])
-@pytest.mark.parametrize("batch_size", [None, 8])
-def test_svgp_loss_at_collapsed_optimum_is_unbiased_for_the_collapsed_bound(x64, elbo, batch_size):
+def test_minibatch_svgp_loss_at_collapsed_optimum_is_unbiased_for_collapsed_bound(x64, elbo):
     X, y = _data()
     guide = SparseGP(model, inducing=X[::5])
     _init(guide, X, y)
@@ -86,9 +87,9 @@ def test_svgp_loss_at_collapsed_optimum_is_unbiased_for_the_collapsed_bound(x64,
     bound = collapsed_elbo(KERNEL, X, y, guide.inducing.Z, NOISE)
     np.testing.assert_allclose(_analytic_elbo(guide, params, X, y), bound, rtol=1e-9)
     keys = jax.random.split(jax.random.key(1), 4000)
-    losses = jax.jit(
-        jax.vmap(lambda k: elbo.loss(k, params, model, guide, X, y, batch_size=batch_size))
-    )(keys)
+    losses = jax.jit(jax.vmap(lambda k: elbo.loss(k, params, model, guide, X, y, batch_size=8)))(
+        keys
+    )
     se = jnp.std(losses) / np.sqrt(len(keys))
     assert abs(-jnp.mean(losses) - bound) < 4 * se
 
@@ -181,8 +182,8 @@ def test_gp_classification_with_latent_lengthscale_in_an_autoguide_list():
     guide = AutoGuideList(clf)
     guide.append(AutoNormal(handlers.block(clf, hide=["f"])))
     guide.append(SparseGP(clf, num_inducing=12))
-    svi = SVI(clf, guide, optax.adam(0.03), TraceMeanField_ELBO())
-    result = svi.run(jax.random.key(0), 600, X, labels, progress_bar=False)
+    svi = SVI(clf, guide, optax.adam(0.05), TraceMeanField_ELBO())
+    result = svi.run(jax.random.key(0), 300, X, labels, progress_bar=False)
     assert result.losses[-50:].mean() < result.losses[:50].mean() - 10.0
     tr = handlers.trace(handlers.seed(handlers.substitute(guide, result.params), 1)).get_trace(
         X, labels
