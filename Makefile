@@ -26,14 +26,16 @@ format: $(STAMP)
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
+# Single-threaded XLA:CPU Eigen: its thread pool can deadlock on vmapped programs (see tests/conftest.py).
 test: lint docs
-	HYPOTHESIS_PROFILE=ci MPLBACKEND=Agg $(PY) -m pytest -n 2 --durations=15
+	XLA_FLAGS=--xla_cpu_multi_thread_eigen=false HYPOTHESIS_PROFILE=ci MPLBACKEND=Agg \
+		$(PY) -m pytest -n 2 --durations=15
 
 demo: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m numpyro_ext.demo --out demo-output
+	XLA_FLAGS=--xla_cpu_multi_thread_eigen=false MPLBACKEND=Agg $(PY) -m numpyro_ext.demo --out demo-output
 
 demo-quick: $(STAMP)
-	MPLBACKEND=Agg $(PY) -m numpyro_ext.demo --quick --out demo-output
+	XLA_FLAGS=--xla_cpu_multi_thread_eigen=false MPLBACKEND=Agg $(PY) -m numpyro_ext.demo --quick --out demo-output
 
 bench: $(STAMP)
 	@echo "# Benchmark results" > benchmarks/results.md

@@ -2,9 +2,16 @@
 
 import os
 
-import jax
-import pytest
-from hypothesis import HealthCheck, settings
+# XLA:CPU's multi-threaded Eigen pool can deadlock intermittently on vmapped programs (every
+# thread parked, the caller waiting forever); the suite runs one process per core anyway, so
+# single-threaded Eigen costs little. Set before the CPU backend is created.
+_NO_EIGEN_THREADS = "--xla_cpu_multi_thread_eigen=false"
+if _NO_EIGEN_THREADS not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_NO_EIGEN_THREADS}".strip()
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+from hypothesis import HealthCheck, settings  # noqa: E402
 
 settings.register_profile(
     "ci",
