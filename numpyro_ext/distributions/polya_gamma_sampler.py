@@ -15,7 +15,10 @@ draws of ``J*(h, z)`` with ``h = b / m`` in ``(0, 2]``. Each piece is drawn by t
   ratio uses the tilted-remainder factor ``rho_h(x)`` (error below ``1e-11`` for ``x >= 2.9``).
 
 Every element runs the same masked proposal/accept step inside one ``lax.while_loop`` until all
-of its pieces are accepted; a proposal at ``x <= 0`` or a non-finite one is rejected.
+of its pieces are accepted; a proposal at ``x <= 0`` or a non-finite one is rejected. Every loop is
+bounded: a non-finite ``b`` or ``c`` gives ``nan`` at once instead of a loop that never accepts,
+and an element still unfinished after :data:`MAX_PROPOSALS_PER_PIECE` proposals per piece (far
+beyond the one or two a piece needs on average) is returned as ``nan`` rather than hanging.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ _FULL_STEPS = 4  # steps over every element before the stragglers are compacted
 _COMPACTION = 8  # straggler buffer = elements / _COMPACTION
 _MIN_COMPACTION_SIZE = 8192  # below this, one loop over all elements is cheaper
 _HALF_PI_SQ = math.pi**2 / 8.0
+MAX_PROPOSALS_PER_PIECE = 64  # loop bound: steps <= 64 * max(pieces) + 64
 
 
 def _truncation(h):
@@ -132,12 +136,20 @@ def _accept_right(x, u, env, devroye_only: bool):
     return jnp.isfinite(x) & (u <= ratio)
 
 
-def _rejection_loop(key, env, remaining, total, devroye_only: bool, max_steps=None):
-    """Masked proposal/accept steps until no piece remains (or ``max_steps`` steps)."""
+def _step_bound(pieces):
+    """Most loop steps any element may need: a safety bound, far above the expected count."""
+    most = jnp.max(pieces, initial=0).astype(jnp.uint32)
+    return MAX_PROPOSALS_PER_PIECE * (most + 1)
+
+
+def _rejection_loop(key, env, remaining, total, devroye_only: bool, max_steps):
+    """Masked proposal/accept steps until no piece remains or ``max_steps`` steps have run.
+
+    Elements with pieces left at the end get ``nan`` in ``total``.
+    """
 
     def cond(state):
-        busy = jnp.any(state[1] > 0)
-        return busy if max_steps is None else busy & (state[0] < max_steps)
+        return jnp.any(state[1] > 0) & (state[0] < max_steps)
 
     def body(state):
         step, remaining, total = state
@@ -158,6 +170,10 @@ def _rejection_loop(key, env, remaining, total, devroye_only: bool, max_steps=No
     return remaining, total
 
 
+def _unfinished_to_nan(remaining, total):
+    return jnp.where(remaining > 0, jnp.nan, total)
+
+
 def sample_jacobi_star(key, h, z, pieces, devroye_only: bool = False):
     """Sum of ``pieces`` independent ``J*(h, z)`` draws, elementwise (flat arrays).
 
@@ -174,8 +190,11 @@ def sample_jacobi_star(key, h, z, pieces, devroye_only: bool = False):
     """
     env = _envelope(h, z, devroye_only)
     size = h.shape[0]
+    bound = _step_bound(pieces)
     if size < _MIN_COMPACTION_SIZE:
-        return _rejection_loop(key, env, pieces, jnp.zeros_like(h), devroye_only)[1]
+        total = jnp.zeros_like(h)
+        remaining, total = _rejection_loop(key, env, pieces, total, devroye_only, bound)
+        return _unfinished_to_nan(remaining, total)
     buffer = size // _COMPACTION
     remaining, total = _rejection_loop(
         jax.random.fold_in(key, 0), env, pieces, jnp.zeros_like(h), devroye_only, _FULL_STEPS
@@ -190,13 +209,15 @@ def sample_jacobi_star(key, h, z, pieces, devroye_only: bool = False):
         valid = idx < size
         sub_env = jax.tree.map(lambda a: jnp.take(a, idx, axis=0, mode="clip"), env)
         sub_remaining = jnp.where(valid, jnp.take(remaining, idx, mode="clip"), 0)
-        _, sub_total = _rejection_loop(
+        sub_remaining, sub_total = _rejection_loop(
             jax.random.fold_in(key, round_),
             sub_env,
             sub_remaining,
             jnp.zeros_like(sub_env["h"]),
             devroye_only,
+            bound,
         )
+        sub_total = _unfinished_to_nan(sub_remaining, sub_total)
         total = total.at[idx].add(sub_total, mode="drop")
         remaining = remaining.at[idx].set(0, mode="drop")
         return round_ + 1, remaining, total
@@ -216,9 +237,11 @@ def sample_polya_gamma(key, b, c, shape):
     dtype = jnp.result_type(b, c, float)
     b = jnp.broadcast_to(jnp.asarray(b, dtype), shape).reshape(-1)
     z = 0.5 * jnp.abs(jnp.broadcast_to(jnp.asarray(c, dtype), shape).reshape(-1))
+    valid = jnp.isfinite(b) & (b > 0) & jnp.isfinite(z)
+    b, z = jnp.where(valid, b, 1.0), jnp.where(valid, z, 0.0)
     pieces = jnp.ceil(b / MAX_PIECE)
     h = b / pieces
-    pieces = pieces.astype(jnp.int32)
+    pieces = jnp.where(valid, pieces, 0).astype(jnp.int32)
     all_devroye = jnp.all(h == 1.0)
     if not_jax_tracer(all_devroye):
         draws = sample_jacobi_star(key, h, z, pieces, devroye_only=bool(all_devroye))
@@ -228,4 +251,4 @@ def sample_polya_gamma(key, b, c, shape):
             lambda: sample_jacobi_star(key, h, z, pieces, devroye_only=True),
             lambda: sample_jacobi_star(key, h, z, pieces, devroye_only=False),
         )
-    return (0.25 * draws).reshape(shape)
+    return jnp.where(valid, 0.25 * draws, jnp.nan).reshape(shape)

@@ -230,3 +230,13 @@ def test_samples_are_positive_and_finite_over_the_whole_range(b, c, precision):
         assert bool(jnp.all(jnp.isfinite(log_prob(draws, b, c)))), (b, c)
     finally:
         jax.config.update("jax_enable_x64", previous)
+
+
+def test_non_finite_parameters_under_jit_give_nan_instead_of_hanging():
+    # Under jit the constructor cannot validate, so a nan or inf tilt (say from a diverged
+    # sampler upstream) must come back as nan at once; the rejection loop would never accept.
+    b = jnp.array([1.0, 2.5, jnp.inf, 1.0, 3.0])
+    c = jnp.array([jnp.nan, 1.0, 1.0, jnp.inf, 0.5])
+    draws = np.asarray(draw(jax.random.key(6), b, c, 4))
+    assert np.all(np.isnan(draws[:, [0, 2, 3]]))
+    assert np.all(np.isfinite(draws[:, [1, 4]]) & (draws[:, [1, 4]] > 0))
