@@ -45,7 +45,6 @@ __all__ = ["MAX_PIECE", "sample_jacobi_star", "sample_polya_gamma"]
 MAX_PIECE = 2.0
 SAMPLER_LEFT_TERMS = 8  # a_8 / a_0 < 1e-17 for x <= t <= 3, h <= 2
 DEVROYE_T = 0.64
-_FULL_STEPS = 4  # steps over every element before the stragglers are compacted
 _COMPACTION = 8  # straggler buffer = elements / _COMPACTION
 _MIN_COMPACTION_SIZE = 8192  # below this, one loop over all elements is cheaper
 _HALF_PI_SQ = math.pi**2 / 8.0
@@ -142,25 +141,27 @@ def _step_bound(pieces):
     return MAX_PROPOSALS_PER_PIECE * (most + 1)
 
 
-def _rejection_loop(key, env, remaining, total, devroye_only: bool, max_steps):
-    """Masked proposal/accept steps until no piece remains or ``max_steps`` steps have run.
-
-    Elements with pieces left at the end get ``nan`` in ``total``.
+def _rejection_loop(key, env, remaining, total, devroye_only: bool, max_steps, busy_at_most=0):
+    """Masked proposal/accept steps until at most ``busy_at_most`` elements have pieces left,
+    or ``max_steps`` steps have run.
     """
 
     def cond(state):
-        return jnp.any(state[1] > 0) & (state[0] < max_steps)
+        busy = jnp.sum(state[1] > 0)
+        return (busy > busy_at_most) & (state[0] < max_steps)
 
     def body(state):
         step, remaining, total = state
         h = env["h"]
         tiny = jnp.finfo(h.dtype).tiny
-        u_side, u_normal, u_choice, u_exp, u = jax.random.uniform(
-            jax.random.fold_in(key, step), (5, *h.shape), h.dtype, minval=tiny
+        u_side, u_proposal, u = jax.random.uniform(
+            jax.random.fold_in(key, step), (3, *h.shape), h.dtype, minval=tiny
         )
         left = u_side < env["p_left"]
-        x_right = env["t"] - jnp.log(u_exp) / env["lam_right"]
-        x = jnp.where(left, _propose_left(u_normal, u_choice, env), x_right)
+        # Given the side, u_side / p_left is again uniform: it is the inverse Gaussian's coin.
+        u_choice = jnp.clip(u_side / env["p_left"], tiny, 1.0)
+        x_right = env["t"] - jnp.log(u_proposal) / env["lam_right"]
+        x = jnp.where(left, _propose_left(u_proposal, u_choice, env), x_right)
         accepted = jnp.where(left, _accept_left(x, u, env), _accept_right(x, u, env, devroye_only))
         accepted = accepted & (remaining > 0)
         return step + 1, remaining - accepted, total + jnp.where(accepted, x, 0.0)
@@ -177,10 +178,6 @@ def _unfinished_to_nan(remaining, total):
 def sample_jacobi_star(key, h, z, pieces, devroye_only: bool = False):
     """Sum of ``pieces`` independent ``J*(h, z)`` draws, elementwise (flat arrays).
 
-    For large arrays a few steps run over all elements; the stragglers are then gathered into a
-    buffer of an eighth of the size and finished there, so the long tail of the rejection loop
-    does not cost full passes over every element.
-
     :param key: a JAX PRNG key.
     :param h: piece shape in ``(0, 2]``, one per element (1-d).
     :param z: tilt ``z >= 0``, one per element.
@@ -189,15 +186,25 @@ def sample_jacobi_star(key, h, z, pieces, devroye_only: bool = False):
     :return: the sums, same shape as ``h``.
     """
     env = _envelope(h, z, devroye_only)
-    size = h.shape[0]
     bound = _step_bound(pieces)
+    remaining, total = _finish(key, env, pieces, jnp.zeros_like(h), devroye_only, bound)
+    return _unfinished_to_nan(remaining, total)
+
+
+def _finish(key, env, remaining, total, devroye_only: bool, bound):
+    """Run the rejection loop until every element is done (or ``bound`` steps have run).
+
+    Steps run over all elements only until the unfinished ones fit in a buffer of an eighth of
+    the size (a single step for ``PG(1, c)``, which accepts about 90% of proposals); the
+    stragglers are then gathered into the buffer and finished there, recursively, so the long
+    tail of the loop never costs full passes over every element.
+    """
+    size = remaining.shape[0]
     if size < _MIN_COMPACTION_SIZE:
-        total = jnp.zeros_like(h)
-        remaining, total = _rejection_loop(key, env, pieces, total, devroye_only, bound)
-        return _unfinished_to_nan(remaining, total)
+        return _rejection_loop(key, env, remaining, total, devroye_only, bound)
     buffer = size // _COMPACTION
     remaining, total = _rejection_loop(
-        jax.random.fold_in(key, 0), env, pieces, jnp.zeros_like(h), devroye_only, _FULL_STEPS
+        jax.random.fold_in(key, 0), env, remaining, total, devroye_only, bound, buffer
     )
 
     def cond(state):
@@ -209,7 +216,7 @@ def sample_jacobi_star(key, h, z, pieces, devroye_only: bool = False):
         valid = idx < size
         sub_env = jax.tree.map(lambda a: jnp.take(a, idx, axis=0, mode="clip"), env)
         sub_remaining = jnp.where(valid, jnp.take(remaining, idx, mode="clip"), 0)
-        sub_remaining, sub_total = _rejection_loop(
+        sub_remaining, sub_total = _finish(
             jax.random.fold_in(key, round_),
             sub_env,
             sub_remaining,
@@ -217,13 +224,22 @@ def sample_jacobi_star(key, h, z, pieces, devroye_only: bool = False):
             devroye_only,
             bound,
         )
-        sub_total = _unfinished_to_nan(sub_remaining, sub_total)
-        total = total.at[idx].add(sub_total, mode="drop")
+        total = total.at[idx].add(_unfinished_to_nan(sub_remaining, sub_total), mode="drop")
         remaining = remaining.at[idx].set(0, mode="drop")
         return round_ + 1, remaining, total
 
     state = (jnp.ones((), jnp.uint32), remaining, total)
-    return lax.while_loop(cond, body, state)[2]
+    _, remaining, total = lax.while_loop(cond, body, state)
+    return remaining, total
+
+
+def _bit_generator_key(key):
+    """A key for XLA's RngBitGenerator seeded from ``key``: the loop's uniforms come from it.
+
+    On CPU, threefry's bits cost as much as the rest of a rejection step; RngBitGenerator gives
+    them several times faster. The caller's key still determines every draw.
+    """
+    return jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
 
 
 def sample_polya_gamma(key, b, c, shape):
@@ -234,6 +250,7 @@ def sample_polya_gamma(key, b, c, shape):
     :param c: tilting parameter, real.
     :param shape: output shape (``sample_shape + batch_shape``).
     """
+    key = _bit_generator_key(key)
     dtype = jnp.result_type(b, c, float)
     b = jnp.broadcast_to(jnp.asarray(b, dtype), shape).reshape(-1)
     z = 0.5 * jnp.abs(jnp.broadcast_to(jnp.asarray(c, dtype), shape).reshape(-1))
