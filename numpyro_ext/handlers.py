@@ -233,6 +233,7 @@ class polya_gamma(Messenger):
             **(msg.get("infer") or {}),
             INFER_KEY: {
                 "auxiliary": msg["name"] + AUXILIARY_SUFFIX,
+                "kind": kind,
                 "logits": base.logits,
                 "b": b,
                 "kappa": kappa,

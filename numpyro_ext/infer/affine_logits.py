@@ -48,6 +48,8 @@ class BlockLayout(NamedTuple):
     :param auxiliaries: the Pólya-gamma auxiliary sites, in trace order.
     :param auxiliary_shapes: their shapes (those of the augmented observed sites).
     :param has_deterministic: whether the model has ``deterministic`` sites.
+    :param unit_b: whether every augmented site is a Bernoulli (all Pólya-gamma shapes are 1,
+        whatever the values of other blocks), so that the sampler's ``b = 1`` path is static.
     """
 
     names: tuple[str, ...]
@@ -55,6 +57,7 @@ class BlockLayout(NamedTuple):
     auxiliaries: tuple[str, ...]
     auxiliary_shapes: tuple[tuple[int, ...], ...]
     has_deterministic: bool = False
+    unit_b: bool = False
 
     def ravel(self, values: dict) -> jax.Array:
         """Concatenate the block's site values into one vector."""
@@ -135,12 +138,18 @@ def block_layout(model: Callable, args, kwargs) -> BlockLayout:
         )
     for k in names:
         _gaussian_prior(k, tr[k]["fn"])
+    kinds = {
+        s["infer"][INFER_KEY]["kind"]
+        for s in tr.values()
+        if s["type"] == "sample" and INFER_KEY in (s.get("infer") or {})
+    }
     return BlockLayout(
         names,
         tuple(tuple(jnp.shape(tr[k]["value"])) for k in names),
         auxiliaries,
         tuple(tuple(tr[k]["fn"].shape()) for k in auxiliaries),
         any(s["type"] == "deterministic" for s in tr.values()),
+        kinds == {"bernoulli"},
     )
 
 

@@ -33,7 +33,7 @@ from numpyro.infer.gibbs import conditioned, with_conditioning
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.util import is_prng_key, not_jax_tracer
 
-from numpyro_ext.distributions import PolyaGamma
+from numpyro_ext.distributions.polya_gamma_sampler import MAX_PIECE, sample_jacobi_star
 from numpyro_ext.handlers import polya_gamma
 from numpyro_ext.infer.affine_logits import (
     BlockLayout,
@@ -43,7 +43,7 @@ from numpyro_ext.infer.affine_logits import (
     conjugate_terms,
 )
 
-__all__ = ["PolyaGammaGibbs", "PolyaGammaGibbsState", "polya_gamma_sweep"]
+__all__ = ["PolyaGammaGibbs", "PolyaGammaGibbsState", "polya_gamma_sweep", "sample_omega"]
 
 
 class PolyaGammaGibbsState(NamedTuple):
@@ -61,7 +61,32 @@ class PolyaGammaGibbsState(NamedTuple):
     rng_key: jax.Array
 
 
-def polya_gamma_sweep(key: jax.Array, z: jax.Array, terms: ConjugateTerms):
+def sample_omega(key: jax.Array, b: jax.Array, tilt: jax.Array, unit_b: bool = False):
+    """``PG(b_n, tilt_n)`` draws, all in one vectorised call (``0`` where ``b_n = 0``).
+
+    The branch is chosen when the model is traced: with ``unit_b`` (every ``b_n = 1``) the draws
+    come from Devroye's ``PG(1, c)`` sampler alone, otherwise from the sum-of-pieces sampler of
+    :mod:`numpyro_ext.distributions.polya_gamma_sampler` (which also covers ``b_n = 1``).
+    ``PolyaGamma(b, c).sample`` would pick between the two at run time and compile both, about
+    twice the compile time, and each draw takes about a third longer on CPU.
+
+    :param key: random key.
+    :param b: Pólya-gamma shapes, ``b >= 0``, shape ``(n,)``.
+    :param tilt: tilts, shape ``(n,)``.
+    :param unit_b: promise that every ``b`` is 1.
+    """
+    z = 0.5 * jnp.abs(tilt)
+    if unit_b:
+        ones = jnp.ones_like(z)
+        return 0.25 * sample_jacobi_star(key, ones, z, jnp.ones(z.shape, jnp.int32), True)
+    active = b > 0
+    pieces = jnp.ceil(jnp.where(active, b, 1.0) / MAX_PIECE)
+    h = jnp.where(active, b, 1.0) / pieces
+    omega = 0.25 * sample_jacobi_star(key, h, z, pieces.astype(jnp.int32), False)
+    return jnp.where(active, omega, 0.0)
+
+
+def polya_gamma_sweep(key: jax.Array, z: jax.Array, terms: ConjugateTerms, unit_b: bool = False):
     r"""One exact sweep: ``omega ~ PG(b, psi)``, then ``z | omega, y`` Gaussian.
 
     In whitened coordinates ``z = m + L v``: ``P = I + A^T W Omega A``,
@@ -70,15 +95,13 @@ def polya_gamma_sweep(key: jax.Array, z: jax.Array, terms: ConjugateTerms):
     :param key: random key.
     :param z: current flattened block, shape ``(d,)``.
     :param terms: the conjugate terms (:class:`numpyro_ext.infer.affine_logits.ConjugateTerms`).
+    :param unit_b: promise that every Pólya-gamma shape is 1 (Bernoulli sites only).
     :return: ``(z_new, omega)``.
     """
     key_omega, key_z = jax.random.split(key)
     psi = terms.design @ z + terms.offset
-    active = terms.b > 0
     # with weight w on the factor, omega | z ~ PG(b, sqrt(w) psi) (PG(b, 0) where masked)
-    tilt = jnp.sqrt(terms.weight) * psi
-    omega = PolyaGamma(jnp.where(active, terms.b, 1.0), tilt).sample(key_omega)
-    omega = jnp.where(active, omega, 0.0)
+    omega = sample_omega(key_omega, terms.b, jnp.sqrt(terms.weight) * psi, unit_b)
     A = terms.whitened
     w_omega = terms.weight * omega
     precision = jnp.eye(A.shape[1], dtype=A.dtype) + A.T @ (w_omega[:, None] * A)
@@ -174,8 +197,9 @@ class PolyaGammaGibbs(MCMCKernel):
         if self._check and _concrete(model_args, kwargs):
             # concrete even when MCMC calls init under pmap (chain_method="parallel")
             with jax.ensure_compile_time_eval():
-                check_conjugate(model, model_args, kwargs, layout)
-        terms = conjugate_terms(model, model_args, kwargs, layout)
+                terms = check_conjugate(model, model_args, kwargs, layout)
+        else:
+            terms = conjugate_terms(model, model_args, kwargs, layout)
 
         def init_one(key, params):
             key, key_z = jax.random.split(key)
@@ -194,7 +218,7 @@ class PolyaGammaGibbs(MCMCKernel):
     def _sample_one(self, state: PolyaGammaGibbsState) -> PolyaGammaGibbsState:
         layout = self._layout
         key, key_sweep = jax.random.split(state.rng_key)
-        z, omega = polya_gamma_sweep(key_sweep, layout.ravel(state.z), state.terms)
+        z, omega = polya_gamma_sweep(key_sweep, layout.ravel(state.z), state.terms, layout.unit_b)
         return state._replace(z=self._z(layout, z, omega), omega=omega, rng_key=key)
 
     def sample(self, state, model_args, model_kwargs):
@@ -261,7 +285,7 @@ class PolyaGammaGibbs(MCMCKernel):
                     f"but HMCGibbs passed gibbs_sites {sorted(gibbs_sites)}"
                 )
             terms = conjugate_terms(model, model_args, kwargs, layout)
-            z, _ = polya_gamma_sweep(rng_key, layout.ravel(gibbs_sites), terms)
+            z, _ = polya_gamma_sweep(rng_key, layout.ravel(gibbs_sites), terms, layout.unit_b)
             return layout.unravel(z)
 
         return update

@@ -1,12 +1,17 @@
 """Tests of the local-variational Pólya-gamma fit: a true, monotone, comparable lower bound."""
 
+import importlib.util
+from pathlib import Path
+
+import arviz_stats
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
-from numpyro.infer import Trace_ELBO
+from numpyro.infer import MCMC, NUTS, Trace_ELBO
+from scipy.optimize import minimize
 from scipy.special import logsumexp
 
 from numpyro_ext.guides import polya_gamma_local_vi
@@ -16,6 +21,7 @@ X = np.stack([np.ones(40), RNG.normal(size=40)], -1)
 Y = (RNG.uniform(size=40) < 1 / (1 + np.exp(-(0.3 + 1.2 * X[:, 1])))).astype(float)
 COUNTS = RNG.binomial(4, 1 / (1 + np.exp(-(0.3 + 0.8 * X[:, 1])))).astype(float)
 PRIOR_COV = np.array([[1.0, 0.6], [0.6, 2.0]])
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def binomial_or_bernoulli(n):
@@ -56,31 +62,74 @@ def test_elbo_is_a_monotone_lower_bound_of_the_evidence_and_of_trace_elbo(x64, n
     elbo = np.asarray(fit.elbo)
     assert np.all(np.diff(elbo) > -1e-9)  # coordinate ascent never decreases the bound
     assert elbo[-1] - elbo[-2] < 1e-6  # and has converged in 30 steps
-    assert elbo[-1] < log_evidence(n, y)
-    # Trace_ELBO on the same q(z) (estimated: 20 batches of 200 particles; 4 standard errors)
+    evidence = log_evidence(n, y)
+    assert elbo[-1] < evidence
+    # Trace_ELBO on the same q(z): 20 independent estimates of 200 particles each, in one jitted
+    # call; the bounds hold up to 4 standard errors of their mean
     loss = Trace_ELBO(num_particles=200).loss
-    estimates = -np.array(
-        [loss(jax.random.key(i), {}, model, fit.guide, *args) for i in range(20)]
+    keys = jax.random.split(jax.random.key(0), 20)
+    estimates = -np.asarray(
+        jax.jit(jax.vmap(lambda k: loss(k, {}, model, fit.guide, *args)))(keys)
     )
     se = estimates.std(ddof=1) / np.sqrt(len(estimates))
     assert elbo[-1] < estimates.mean() + 4 * se
-    assert estimates.mean() < log_evidence(n, y) + 4 * se
+    assert estimates.mean() < evidence + 4 * se
 
 
-def test_fit_tracks_the_exact_posterior_mean(x64):
-    # the bound's optimum is not the posterior; check it lands near the quadrature mean
-    grid = np.linspace(-4.0, 4.0, 401)
-    b0, b1 = np.meshgrid(grid, grid, indexing="ij")
-    beta = np.stack([b0.ravel(), b1.ravel()], -1)
-    psi = beta @ X.T
-    logp = (Y * psi - np.logaddexp(0.0, psi)).sum(-1)
-    logp = logp - 0.5 * np.einsum("ij,jk,ik->i", beta, np.linalg.inv(PRIOR_COV), beta)
-    w = np.exp(logp - logp.max())
-    w /= w.sum()
-    mean = w @ beta
-    sd = np.sqrt(w @ (beta - mean) ** 2)
+def jaakkola_jordan_optimum(x, y, prior_cov):
+    """Maximise the Jaakkola-Jordan bound over a full Gaussian ``q`` directly (BFGS on the
+    mean and a Cholesky factor, with the optimal ``xi_n^2 = E_q[psi_n^2]`` plugged in)."""
+    precision = np.linalg.inv(prior_cov)
+    d = x.shape[1]
+    rows, cols = np.tril_indices(d)
+
+    def unpack(p):
+        L = np.zeros((d, d))
+        L[rows, cols] = p[d:]
+        L[np.diag_indices(d)] = np.exp(np.diag(L))
+        return p[:d], L @ L.T
+
+    def negative_bound(p):
+        mu, S = unpack(p)
+        m = x @ mu
+        second = m**2 + np.einsum("ni,ij,nj->n", x, S, x)
+        xi = np.sqrt(second)
+        lik = (y - 0.5) * m - np.logaddexp(0.0, xi) + xi / 2  # at xi^2 = E psi^2
+        kl = 0.5 * (np.trace(precision @ S) + mu @ precision @ mu - d)
+        kl += 0.5 * (np.linalg.slogdet(prior_cov)[1] - np.linalg.slogdet(S)[1])
+        return -(lik.sum() - kl)
+
+    res = minimize(negative_bound, np.zeros(d + len(rows)), method="BFGS",
+                   options={"gtol": 1e-9})  # fmt: skip
+    mu, S = unpack(res.x)
+    return mu, S, -res.fun
+
+
+def test_coordinate_ascent_reaches_the_jaakkola_jordan_optimum(x64):
+    # the Pólya-gamma mean-field fixed point is the maximiser of the Jaakkola-Jordan bound
+    # (Durante & Rigon 2019); an independent optimiser must find the same q and bound
     fit = polya_gamma_local_vi(binomial_or_bernoulli(1), jnp.asarray(X), jnp.asarray(Y))
-    z = (np.asarray(fit.loc) - mean) / sd
-    assert np.all(np.abs(z) < 0.15), z  # measured: 0.07 and 0.12 posterior sds
+    mu, S, bound = jaakkola_jordan_optimum(X, Y, PRIOR_COV)
+    np.testing.assert_allclose(fit.loc, mu, atol=1e-5)
+    np.testing.assert_allclose(fit.scale_tril @ fit.scale_tril.T, S, atol=1e-5)
+    np.testing.assert_allclose(fit.elbo[-1], bound, atol=1e-7)
     draws = fit.sample_posterior(jax.random.key(0), 10)
     assert draws["beta"].shape == (10, 2)
+
+
+def test_means_are_within_a_tenth_of_a_posterior_sd_on_the_logistic_example():
+    # the logistic example (400 points, 4 coefficients): the bound's optimum is not the
+    # posterior, but on a well-determined problem its mean is close to it. The reference is a
+    # long NUTS run; its MCSE (arviz-stats, ESS-based) widens the 0.1 sd tolerance by 4 MCSE.
+    spec = importlib.util.spec_from_file_location("example", EXAMPLES / "polya_gamma_logistic.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    X_ex, y_ex, _ = example.make_data(jax.random.key(0))
+    fit = polya_gamma_local_vi(example.model, X_ex, y_ex)
+    mcmc = MCMC(NUTS(example.model), num_warmup=300, num_samples=8000, progress_bar=False)
+    mcmc.run(jax.random.key(1), X_ex, y_ex)
+    beta = np.asarray(mcmc.get_samples(group_by_chain=True)["beta"])
+    mean, sd = beta.mean((0, 1)), beta.std((0, 1))
+    mcse = np.asarray(arviz_stats.mcse(beta))
+    error = np.abs(np.asarray(fit.loc) - mean)
+    assert np.all(error < 0.1 * sd + 4 * mcse), (error / sd, mcse / sd)
