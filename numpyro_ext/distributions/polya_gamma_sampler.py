@@ -27,6 +27,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.scipy.special import gammaln, log_ndtr, ndtr, ndtri
 from numpyro.util import not_jax_tracer
@@ -242,6 +243,17 @@ def _bit_generator_key(key):
     return jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
 
 
+def _known_all_devroye(b):
+    """Whether every piece has shape 1, decided at trace time when ``b`` is concrete (else None).
+
+    Deciding here compiles one sampler instead of both branches of a ``lax.cond``.
+    """
+    if not not_jax_tracer(b):
+        return None
+    b = np.asarray(b, dtype=np.float64)
+    return bool(np.all(b / np.ceil(b / MAX_PIECE) == 1.0))
+
+
 def sample_polya_gamma(key, b, c, shape):
     """Draws of ``PG(b, c)`` with the given output ``shape`` (``b``, ``c`` broadcast to it).
 
@@ -250,6 +262,7 @@ def sample_polya_gamma(key, b, c, shape):
     :param c: tilting parameter, real.
     :param shape: output shape (``sample_shape + batch_shape``).
     """
+    known_devroye = _known_all_devroye(b)
     key = _bit_generator_key(key)
     dtype = jnp.result_type(b, c, float)
     b = jnp.broadcast_to(jnp.asarray(b, dtype), shape).reshape(-1)
@@ -260,7 +273,9 @@ def sample_polya_gamma(key, b, c, shape):
     h = b / pieces
     pieces = jnp.where(valid, pieces, 0).astype(jnp.int32)
     all_devroye = jnp.all(h == 1.0)
-    if not_jax_tracer(all_devroye):
+    if known_devroye is not None:
+        draws = sample_jacobi_star(key, h, z, pieces, devroye_only=known_devroye)
+    elif not_jax_tracer(all_devroye):
         draws = sample_jacobi_star(key, h, z, pieces, devroye_only=bool(all_devroye))
     else:
         draws = lax.cond(
