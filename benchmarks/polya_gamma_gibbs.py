@@ -191,7 +191,7 @@ def numpy_gibbs(X, y, prior_precision, num_draws: int, num_chains: int = 1, seed
     out = np.empty((num_draws, num_chains, X.shape[1]))
     for t in range(num_draws):
         omega = random_polyagamma(1.0, beta @ X.T, random_state=rng)  # (chains, n)
-        P = prior_precision + np.einsum("ni,cn,nj->cij", X, omega, X)
+        P = prior_precision + (X.T * omega[:, None, :]) @ X  # one BLAS product per chain
         L = np.linalg.cholesky(P)
         mean = np.linalg.solve(P, np.broadcast_to(Xk, beta.shape)[..., None])[..., 0]
         noise = rng.normal(size=beta.shape)[..., None]
