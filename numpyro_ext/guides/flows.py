@@ -5,11 +5,14 @@
 
 .. math:: z = \\mu + \\sigma \\odot f(\\varepsilon), \\qquad \\varepsilon \\sim \\mathcal N(0, I),
 
-with :math:`f` any flow from :mod:`numpyro_ext.transforms` (by default a neural spline flow,
-Durkan et al. 2019) started at the identity, so the guide starts as ``AutoNormal`` would
-(``loc`` from ``init_loc_fn``, scale ``init_scale``). The flow parameters are one NumPyro
-param (a pytree) ``{prefix}_flow``; with a :class:`~numpyro_ext.transforms.Scan` flow the
-layers are traced once, so deep stacks compile as fast as shallow ones.
+with :math:`f` any flow from :mod:`numpyro_ext.transforms` started at the identity, so the
+guide starts as ``AutoNormal`` would (``loc`` from ``init_loc_fn``, scale ``init_scale``). The
+default flow is a neural spline flow (Durkan et al. 2019) whose couplings also shift and scale
+(``affine=True``): splines bend mass only inside ``[-boundary, boundary]``, the affine part
+moves and stretches it, which a curved posterior (a banana, a funnel's neck) needs. The flow
+parameters are one NumPyro param (a pytree) ``{prefix}_flow``; with a
+:class:`~numpyro_ext.transforms.Scan` flow the layers are traced once, so deep stacks compile
+as fast as shallow ones.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class AutoFlow(AutoContinuous):
     :param hidden: conditioner widths of the default flow.
     :param num_bins: spline bins of the default flow.
     :param boundary: spline half-width of the default flow.
+    :param affine: whether the default flow's couplings also shift and scale.
     :param init_scale: initial scale :math:`\\sigma`.
     :param seed: seed of the flow's initial weights.
 
@@ -65,6 +69,7 @@ class AutoFlow(AutoContinuous):
         hidden: tuple[int, ...] = (32, 32),
         num_bins: int = 8,
         boundary: float = 4.0,
+        affine: bool = True,
         init_scale: float = 0.1,
         seed: int = 0,
     ) -> None:
@@ -72,7 +77,11 @@ class AutoFlow(AutoContinuous):
             raise ValueError(f"AutoFlow: init_scale must be > 0, got {init_scale}")
         self._flow_fn = flow
         self._flow_options = dict(
-            num_layers=num_layers, hidden=hidden, num_bins=num_bins, boundary=boundary
+            num_layers=num_layers,
+            hidden=hidden,
+            num_bins=num_bins,
+            boundary=boundary,
+            affine=affine,
         )
         self._init_scale = init_scale
         self._seed = seed

@@ -8,10 +8,20 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from numpyro_ext.transforms.bijector import Bijector
 
 __all__ = ["Affine", "Scale", "Shift"]
+
+_MIN_SCALE = 1e-3
+_SOFTPLUS_ONE = float(np.log(np.expm1(1.0 - _MIN_SCALE)))
+
+
+def softplus_scale(raw):
+    """A positive scale \\(10^{-3} + \\mathrm{softplus}(r + c)\\) from an unconstrained ``raw``,
+    with ``c`` chosen so that ``raw = 0`` gives exactly 1 (flows start at the identity)."""
+    return _MIN_SCALE + jax.nn.softplus(raw + _SOFTPLUS_ONE)
 
 
 def _check_scale(scale, who: str):

@@ -22,19 +22,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
-from numpyro_ext.transforms.affine import Affine
+from numpyro_ext.transforms.affine import Affine, softplus_scale
 from numpyro_ext.transforms.bijector import Bijector
 from numpyro_ext.transforms.conditioners import MADE, as_conditioner
 from numpyro_ext.transforms.spline import RationalQuadraticSpline
 
 __all__ = ["MaskedAutoregressive"]
-
-_SOFTPLUS_ONE = float(np.log(np.expm1(1.0)))
 
 
 class MaskedAutoregressive(Bijector):
@@ -101,8 +97,7 @@ class MaskedAutoregressive(Bijector):
             )
         params = jnp.moveaxis(out.reshape((*out.shape[:-1], k, d)), -2, -1)
         if self.transform == "affine":
-            scale = jax.nn.softplus(params[..., 1] + _SOFTPLUS_ONE) + 1e-3
-            return Affine(params[..., 0], scale)
+            return Affine(params[..., 0], softplus_scale(params[..., 1]))
         return RationalQuadraticSpline.from_params(params, self.boundary)
 
     def _forward_and_log_det(self, x):

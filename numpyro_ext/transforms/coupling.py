@@ -28,18 +28,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_ext.transforms.affine import Affine
-from numpyro_ext.transforms.bijector import Bijector
+from numpyro_ext.transforms.affine import Affine, softplus_scale
+from numpyro_ext.transforms.bijector import Bijector, Chain
 from numpyro_ext.transforms.conditioners import MLP, as_conditioner
 from numpyro_ext.transforms.spline import RationalQuadraticSpline
 
 __all__ = ["AffineCoupling", "Coupling", "SplineCoupling"]
-
-_SOFTPLUS_ONE = float(np.log(np.expm1(1.0)))
 
 
 class Coupling(Bijector):
@@ -159,8 +156,8 @@ class Coupling(Bijector):
 class AffineCoupling(Coupling):
     """RealNVP affine coupling: \\(y_B = x_B \\odot \\sigma + \\mu\\).
 
-    The scale is \\(\\sigma = \\mathrm{softplus}(s + \\log(e - 1)) + 10^{-3}\\) (stable,
-    1 at zero output), so a zero-initialised conditioner gives the identity.
+    The scale is \\(\\sigma = 10^{-3} + \\mathrm{softplus}(s + c)\\) with \\(c\\) such that a
+    zero output gives \\(\\sigma = 1\\): a zero-initialised conditioner is exactly the identity.
 
     :param conditioner: outputs 2 values (shift, raw scale) per transformed coordinate.
     :param mask: boolean conditioning mask.
@@ -176,8 +173,7 @@ class AffineCoupling(Coupling):
     num_params_per_element = 2
 
     def _inner(self, params) -> Bijector:
-        scale = jax.nn.softplus(params[..., 1] + _SOFTPLUS_ONE) + 1e-3
-        return Affine(params[..., 0], scale)
+        return Affine(params[..., 0], softplus_scale(params[..., 1]))
 
     @classmethod
     def init(
@@ -205,11 +201,18 @@ class AffineCoupling(Coupling):
 class SplineCoupling(Coupling):
     """Neural-spline coupling: \\(y_B\\) a rational-quadratic spline of \\(x_B\\).
 
-    :param conditioner: outputs \\(3K - 1\\) values per transformed coordinate.
+    The spline maps \\([-B, B]\\) onto itself, so on its own it cannot move mass out of that
+    interval. With ``affine=True`` the conditioner also outputs a shift and a scale applied after
+    the spline, \\(y_B = \\mu + \\sigma\\, g(x_B)\\): a layer can then translate and stretch as
+    well as bend (a quadratic ridge such as the banana is one such layer).
+
+    :param conditioner: outputs \\(3K - 1\\) values per transformed coordinate (\\(3K + 1\\)
+        with ``affine``: the spline's, then shift and raw scale).
     :param mask: boolean conditioning mask.
     :param split: or the number of leading conditioning coordinates.
     :param num_bins: \\(K\\).
     :param boundary: spline interval \\([-B, B]\\) (identity outside).
+    :param affine: follow the spline by a conditional elementwise affine map.
     :param context: optional context.
 
     >>> import jax, jax.numpy as jnp
@@ -226,17 +229,22 @@ class SplineCoupling(Coupling):
         num_bins: int = 8,
         boundary: float = 3.0,
         context=None,
+        affine: bool = False,
     ) -> None:
         super().__init__(conditioner, mask=mask, split=split, context=context)
         self.num_bins = int(num_bins)
         self.boundary = float(boundary)
+        self.affine = bool(affine)
 
     @property
     def num_params_per_element(self) -> int:
-        return RationalQuadraticSpline.num_params(self.num_bins)
+        return RationalQuadraticSpline.num_params(self.num_bins) + (2 if self.affine else 0)
 
     def _inner(self, params) -> Bijector:
-        return RationalQuadraticSpline.from_params(params, self.boundary)
+        if not self.affine:
+            return RationalQuadraticSpline.from_params(params, self.boundary)
+        spline = RationalQuadraticSpline.from_params(params[..., :-2], self.boundary)
+        return Chain([Affine(params[..., -2], softplus_scale(params[..., -1])), spline])
 
     @classmethod
     def init(
@@ -249,6 +257,7 @@ class SplineCoupling(Coupling):
         num_bins: int = 8,
         boundary: float = 3.0,
         context_dim: int = 0,
+        affine: bool = False,
     ) -> SplineCoupling:
         """A layer with an :class:`~numpyro_ext.transforms.MLP` conditioner (zero last layer).
 
@@ -260,7 +269,10 @@ class SplineCoupling(Coupling):
         :param num_bins: spline bins.
         :param boundary: spline half-width.
         :param context_dim: width of the context.
+        :param affine: follow the spline by a conditional affine map.
         """
-        n = RationalQuadraticSpline.num_params(num_bins)
+        n = RationalQuadraticSpline.num_params(num_bins) + (2 if affine else 0)
         net, mask, split = cls._init_mlp(key, dim, hidden, mask, split, context_dim, n)
-        return cls(net, mask=mask, split=split, num_bins=num_bins, boundary=boundary)
+        return cls(
+            net, mask=mask, split=split, num_bins=num_bins, boundary=boundary, affine=affine
+        )

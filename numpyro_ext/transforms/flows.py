@@ -38,6 +38,8 @@ def neural_spline_flow(
     num_bins: int = 8,
     boundary: float = 4.0,
     context_dim: int = 0,
+    affine: bool = False,
+    unroll: int | bool = 1,
 ) -> Scan:
     """Spline-coupling flow (Durkan et al. 2019): ``num_layers`` x (reverse, spline coupling).
 
@@ -48,6 +50,9 @@ def neural_spline_flow(
     :param num_bins: spline bins.
     :param boundary: spline half-width.
     :param context_dim: context width (0: unconditional).
+    :param affine: each coupling also shifts and scales its output (see
+        :class:`~numpyro_ext.transforms.SplineCoupling`).
+    :param unroll: ``lax.scan``'s ``unroll`` (see :class:`~numpyro_ext.transforms.Scan`).
 
     >>> import jax, jax.numpy as jnp
     >>> flow = neural_spline_flow(jax.random.key(0), dim=2, num_layers=3)
@@ -66,13 +71,14 @@ def neural_spline_flow(
                     num_bins=num_bins,
                     boundary=boundary,
                     context_dim=context_dim,
+                    affine=affine,
                 ),
                 Permute.reverse(dim),
             ]
         )
         for k in jax.random.split(key, num_layers)
     ]
-    return Scan.stack(layers)
+    return Scan.stack(layers, unroll=unroll)
 
 
 def masked_autoregressive_flow(
@@ -84,6 +90,7 @@ def masked_autoregressive_flow(
     num_bins: int = 8,
     boundary: float = 4.0,
     context_dim: int = 0,
+    unroll: int | bool = 1,
 ) -> Scan:
     """MAF (Papamakarios et al. 2017): ``num_layers`` x (reverse, masked autoregressive).
 
@@ -95,6 +102,7 @@ def masked_autoregressive_flow(
     :param num_bins: spline bins.
     :param boundary: spline half-width.
     :param context_dim: context width (0: unconditional).
+    :param unroll: ``lax.scan``'s ``unroll`` (see :class:`~numpyro_ext.transforms.Scan`).
 
     >>> import jax, jax.numpy as jnp
     >>> flow = masked_autoregressive_flow(jax.random.key(0), dim=3, num_layers=2)
@@ -113,4 +121,4 @@ def masked_autoregressive_flow(
         )
         for k in jax.random.split(key, num_layers)
     ]
-    return Scan.stack(layers)
+    return Scan.stack(layers, unroll=unroll)

@@ -3,7 +3,10 @@
 A deep flow written as a Python list of ``L`` layers is traced and compiled ``L`` times; when
 the layers share their structure (same classes, shapes and static settings), their parameters
 can be stacked along a leading axis and the layer traced once inside ``lax.scan``. Compile time
-then no longer grows with depth. Put the permutation inside the repeated layer (e.g.
+then no longer grows with depth. ``unroll`` is passed to ``lax.scan``: ``unroll=True`` still
+traces the layer once but lets XLA compile straight-line code, which runs faster for small
+batches (the loop's per-iteration bookkeeping dominates there) at a compile cost that grows with
+depth. Put the permutation inside the repeated layer (e.g.
 ``Chain([Permute.reverse(d), SplineCoupling(...)])``) so successive layers alternate.
 """
 
@@ -25,6 +28,8 @@ class Scan(Bijector):
 
     :param layers: a bijector whose array leaves have a leading axis of length ``L``.
     :param context: optional context passed to every layer (``conditioned``).
+    :param unroll: ``lax.scan``'s ``unroll`` (``True``: straight-line code, faster for small
+        batches, compile time growing with depth).
 
     >>> import jax, jax.numpy as jnp
     >>> from numpyro_ext.transforms import Shift
@@ -35,7 +40,7 @@ class Scan(Bijector):
 
     _leaves = ("layers", "context")
 
-    def __init__(self, layers: Bijector, context=None) -> None:
+    def __init__(self, layers: Bijector, context=None, unroll: int | bool = 1) -> None:
         if not isinstance(layers, Bijector):
             raise ValueError(f"Scan: layers must be a Bijector, got {type(layers).__name__}")
         if layers.event_ndims_in != layers.event_ndims_out:
@@ -45,18 +50,20 @@ class Scan(Bijector):
             raise ValueError("Scan: the repeated layer has no stacked parameters")
         self.layers = layers
         self.context = context
+        self.unroll = unroll
 
     @classmethod
-    def stack(cls, layers: Sequence[Bijector], context=None) -> Scan:
+    def stack(cls, layers: Sequence[Bijector], context=None, unroll: int | bool = 1) -> Scan:
         """Stack structurally identical layers (first applied first).
 
         :param layers: the layers in application order.
         :param context: optional context.
+        :param unroll: ``lax.scan``'s ``unroll``.
         """
         structures = {jax.tree.structure(layer) for layer in layers}
         if len(structures) != 1:
             raise ValueError("Scan.stack: the layers differ in structure or static settings")
-        return cls(jax.tree.map(lambda *a: jnp.stack(a), *layers), context)
+        return cls(jax.tree.map(lambda *a: jnp.stack(a), *layers), context, unroll)
 
     @property
     def num_layers(self) -> int:
@@ -87,7 +94,7 @@ class Scan(Bijector):
         nd = self.event_ndims_in
         batch = jnp.shape(value)[: jnp.ndim(value) - nd]
         start = (value, jnp.zeros(batch, jnp.result_type(value)))
-        (value, total), _ = lax.scan(step, start, self.layers, reverse=inverse)
+        (value, total), _ = lax.scan(step, start, self.layers, reverse=inverse, unroll=self.unroll)
         return value, total
 
     def _forward_and_log_det(self, x):

@@ -30,24 +30,35 @@ _SOFTPLUS_ONE = float(np.log(np.expm1(1.0 - _MIN_DERIVATIVE)))
 
 
 def _knots(raw, boundary: float):
-    """Knot positions ``(K + 1,)`` on ``[-B, B]`` from unconstrained bin sizes ``(K,)``."""
+    """Knot positions ``(K + 1,)`` on ``[-B, B]`` from unconstrained bin sizes ``(K,)``.
+
+    The end knots are exactly ``-B`` and ``B``, so the spline meets its linear tails.
+    """
     k = raw.shape[-1]
     sizes = _MIN_BIN + (1.0 - _MIN_BIN * k) * jax.nn.softmax(raw, axis=-1)
-    cum = jnp.cumsum(sizes, axis=-1)
-    edge = jnp.zeros_like(cum[..., :1])
-    cum = jnp.concatenate([edge, cum[..., :-1], edge + 1.0], -1)
-    return boundary * (2.0 * cum - 1.0)
+    cum = jnp.cumsum(sizes[..., :-1], axis=-1)
+    edge = jnp.zeros_like(sizes[..., :1])
+    return boundary * (2.0 * jnp.concatenate([edge, cum, edge + 1.0], -1) - 1.0)
 
 
-def _derivatives(raw):
-    inner = _MIN_DERIVATIVE + jax.nn.softplus(raw + _SOFTPLUS_ONE)
-    ones = jnp.ones_like(inner[..., :1])
-    return jnp.concatenate([ones, inner, ones], -1)
+def _derivative(raw):
+    """Knot derivative from its unconstrained value; ``raw = 0`` gives 1 (the tails' slope)."""
+    return _MIN_DERIVATIVE + jax.nn.softplus(raw + _SOFTPLUS_ONE)
 
 
-def _select(values, onehot):
-    """``values[..., k]`` for a one-hot ``k``: a masked sum, cheaper than a gather for few bins."""
-    return jnp.sum(jnp.where(onehot, values, 0.0), -1)
+@jax.custom_jvp
+def _take(values, index):
+    """``values[i, index[i]]`` for ``values`` of shape ``(n, m)``: a row gather whose tangent is
+    a one-hot masked sum, so that its transpose (the gradient) is a select, not a scatter."""
+    return jnp.take_along_axis(values, index[:, None], -1, mode="clip")[:, 0]
+
+
+@_take.defjvp
+def _take_jvp(primals, tangents):
+    values, index = primals
+    onehot = index[:, None] == jnp.arange(values.shape[-1])
+    tangent = jnp.sum(jnp.where(onehot, tangents[0], jnp.zeros((), values.dtype)), -1)
+    return _take(values, index), tangent
 
 
 class RationalQuadraticSpline(Bijector):
@@ -104,46 +115,53 @@ class RationalQuadraticSpline(Bijector):
     def _spline(self, value, inverse: bool):
         dtype = jnp.result_type(value, self.raw_widths)
         value = jnp.asarray(value, dtype)
-        xs = _knots(self.raw_widths.astype(dtype), self.boundary)
-        ys = _knots(self.raw_heights.astype(dtype), self.boundary)
-        ds = _derivatives(self.raw_derivatives.astype(dtype))
-        shape = jnp.broadcast_shapes(jnp.shape(value), xs.shape[:-1])
-        value = jnp.broadcast_to(value, shape)
+        shape = jnp.broadcast_shapes(jnp.shape(value), self.raw_widths.shape[:-1])
+
+        def rows(a):
+            # one row per scalar: XLA handles a 2-D (elements, knots) layout much better than
+            # batch shapes with unit axes, and the bin lookup becomes a plain row gather
+            a = a.astype(dtype)
+            return jnp.broadcast_to(a, (*shape, a.shape[-1])).reshape(-1, a.shape[-1])
+
+        value = jnp.broadcast_to(value, shape).reshape(-1)
+        xs = _knots(rows(self.raw_widths), self.boundary)
+        ys = _knots(rows(self.raw_heights), self.boundary)
+        # the boundary derivatives are 1: pad the interior ones with the raw value giving 1
+        raw_ds = jnp.pad(rows(self.raw_derivatives), [(0, 0), (1, 1)])
         inside = jnp.abs(value) < self.boundary
         clipped = jnp.clip(value, -self.boundary, self.boundary)
+        # bin index: how many interior knots lie at or below the value (one gather per table
+        # entry afterwards; only the two derivatives needed go through the softplus)
         knots = ys if inverse else xs
-        above = clipped[..., None] >= knots[..., 1:-1]
-        # one-hot bin: above knot k - 1 (or k = 0) and not above knot k
-        left = jnp.concatenate([jnp.ones_like(above[..., :1]), above], -1)
-        right = jnp.concatenate([above, jnp.zeros_like(above[..., :1])], -1)
-        onehot = left & ~right
-        x0, x1 = _select(xs[..., :-1], onehot), _select(xs[..., 1:], onehot)
-        y0, y1 = _select(ys[..., :-1], onehot), _select(ys[..., 1:], onehot)
-        d0, d1 = _select(ds[..., :-1], onehot), _select(ds[..., 1:], onehot)
+        k = jnp.sum(clipped[..., None] >= knots[..., 1:-1], -1)
+        x0, x1, y0, y1 = _take(xs, k), _take(xs, k + 1), _take(ys, k), _take(ys, k + 1)
+        d0, d1 = _derivative(_take(raw_ds, k)), _derivative(_take(raw_ds, k + 1))
         w, h = x1 - x0, y1 - y0
         s = h / w
+        c2 = d1 + d0 - 2 * s
         if inverse:
             dy = clipped - y0
-            c2 = d1 + d0 - 2 * s
             a = h * (s - d0) + dy * c2
             b = h * d0 - dy * c2
             c = -s * dy
-            disc = jnp.maximum(b**2 - 4 * a * c, 0.0)
+            disc = jnp.maximum(b * b - 4 * a * c, 0.0)
             xi = jnp.clip(2 * c / (-b - jnp.sqrt(disc)), 0.0, 1.0)
             out = x0 + xi * w
+            omx = xi * (1 - xi)
+            denom = s + c2 * omx
         else:
             xi = (clipped - x0) / w
-            num = h * (s * xi**2 + d0 * xi * (1 - xi))
-            out = y0 + num / (s + (d1 + d0 - 2 * s) * xi * (1 - xi))
-        omx = xi * (1 - xi)
-        denom = s + (d1 + d0 - 2 * s) * omx
-        deriv_num = s**2 * (d1 * xi**2 + 2 * s * omx + d0 * (1 - xi) ** 2)
-        log_det = jnp.log(deriv_num) - 2 * jnp.log(denom)
+            omx = xi * (1 - xi)
+            denom = s + c2 * omx
+            out = y0 + h * (s * xi * xi + d0 * omx) / denom
+        # eq. 5 of the paper: dy/dx = s^2 [d1 xi^2 + 2 s xi (1 - xi) + d0 (1 - xi)^2] / denom^2
+        slope = s * s * (d1 * xi * xi + 2 * s * omx + d0 * (1 - xi) * (1 - xi)) / (denom * denom)
+        log_det = jnp.log(slope)
         if inverse:
             log_det = -log_det
         out = jnp.where(inside, out, value)
         log_det = jnp.where(inside, log_det, jnp.zeros_like(log_det))
-        return out, log_det
+        return out.reshape(shape), log_det.reshape(shape)
 
     def _forward_and_log_det(self, x):
         return self._spline(x, inverse=False)

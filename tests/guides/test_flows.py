@@ -5,58 +5,47 @@ import numpyro
 import numpyro.distributions as dist
 import optax
 import pytest
+from numpyro.distributions import constraints
 from numpyro.infer import SVI, Predictive, Trace_ELBO
-from numpyro.infer.autoguide import AutoIAFNormal, AutoNormal
 
 from numpyro_ext.guides import AutoFlow
-from numpyro_ext.transforms import banana_distribution, masked_autoregressive_flow
+from numpyro_ext.transforms import Banana, Invert, masked_autoregressive_flow
+
+RHO = 0.95
+# G is volume preserving, so the unnormalised banana below integrates to the Gaussian's
+# normaliser: Z = 2 pi sqrt(det Sigma) = 2 pi sqrt(1 - rho^2).
+LOG_Z = float(np.log(2 * np.pi) + 0.5 * np.log1p(-(RHO**2)))
 
 
-def banana_model():
-    numpyro.sample("x", banana_distribution())
+def unnormalised_banana():
+    """Flat prior on x and the Gaussian potential at G^{-1}(x): the banana up to Z."""
+    x = numpyro.sample("x", dist.ImproperUniform(constraints.real_vector, (), (2,)))
+    u = Banana().inverse(x)
+    numpyro.factor("banana", -0.5 * (u[0] ** 2 - 2 * RHO * u[0] * u[1] + u[1] ** 2) / (1 - RHO**2))
 
 
-def _fit(guide, steps=1000):
-    svi = SVI(banana_model, guide, optax.adam(1e-2), Trace_ELBO(num_particles=4))
-    return svi.run(jax.random.key(0), steps, progress_bar=False).params
+def test_small_flow_guide_reaches_the_known_log_evidence_of_the_banana():
+    guide = AutoFlow(unnormalised_banana, num_layers=2, hidden=(16, 16), init_scale=1.0)
+    steps = 2000
+    optim = optax.adam(optax.cosine_decay_schedule(2e-2, steps))
+    svi = SVI(unnormalised_banana, guide, optim, Trace_ELBO(num_particles=8))
+    params = svi.run(jax.random.key(0), steps, progress_bar=False).params
 
+    def elbo(key):
+        return -Trace_ELBO().loss(key, params, unnormalised_banana, guide)
 
-def _elbo_draws(guide, params, n=4000):
-    """log p(x) - log q(x) per guide draw: the banana is normalised, so ELBO = -KL(q || p)."""
-
-    def one(key):
-        seeded = numpyro.handlers.substitute(numpyro.handlers.seed(guide, key), params)
-        trace = numpyro.handlers.trace(seeded).get_trace()
-        log_q = sum(
-            site["fn"].log_prob(site["value"]).sum()
-            for site in trace.values()
-            if site["type"] == "sample"
-        )
-        return banana_distribution().log_prob(trace["x"]["value"]) - log_q
-
-    return jax.jit(jax.vmap(one))(jax.random.split(jax.random.key(1), n))
-
-
-def test_flow_guide_beats_autonormal_and_autoiaf_on_a_banana_posterior():
-    elbos = {}
-    for name, guide in [
-        ("normal", AutoNormal(banana_model)),
-        ("iaf", AutoIAFNormal(banana_model, num_flows=2)),
-        ("flow", AutoFlow(banana_model, num_layers=3, hidden=(16, 16))),
-    ]:
-        draws = _elbo_draws(guide, _fit(guide))
-        elbos[name] = (float(draws.mean()), float(draws.std() / jnp.sqrt(draws.size)))
-    flow, flow_se = elbos["flow"]
-    for other in ("normal", "iaf"):
-        value, se = elbos[other]
-        # better by more than 4 standard errors of the difference of the two estimates
-        assert flow - value > 4 * np.hypot(flow_se, se), elbos
-    assert flow <= 4 * flow_se  # an ELBO never exceeds log Z = 0
+    n = 4000
+    draws = jax.jit(jax.vmap(elbo))(jax.random.split(jax.random.key(1), n))
+    mean, se = float(draws.mean()), float(draws.std() / np.sqrt(n))
+    # The gap log Z - ELBO = KL(q || p) must be below 0.05 nats (AutoNormal's is ~0.87, the
+    # default AutoIAFNormal's ~0.25); 4 Monte Carlo standard errors of the estimate allowed.
+    assert LOG_Z - mean < 0.05 + 4 * se, (LOG_Z, mean, se)
+    assert mean - 4 * se < LOG_Z  # an ELBO never exceeds log Z
 
 
 def test_flow_guide_starts_as_a_normal_around_the_init_location():
     guide = AutoFlow(
-        banana_model,
+        unnormalised_banana,
         init_loc_fn=numpyro.infer.init_to_value(values={"x": jnp.ones(2)}),
         init_scale=0.01,
     )
@@ -64,7 +53,8 @@ def test_flow_guide_starts_as_a_normal_around_the_init_location():
         guide()
     params = {"auto_loc": jnp.ones(2), "auto_scale": jnp.full(2, 0.01)}
     params["auto_flow"] = guide._flow_init
-    draws = guide.sample_posterior(jax.random.key(0), params, sample_shape=(2000,))["x"]
+    sample = jax.jit(lambda k: guide.sample_posterior(k, params, sample_shape=(2000,))["x"])
+    draws = sample(jax.random.key(0))
     np.testing.assert_allclose(draws.mean(0), 1.0, atol=5 * 0.01 / np.sqrt(2000))
 
 
@@ -74,7 +64,10 @@ def test_flow_guide_takes_any_flow_and_works_with_predictive():
         sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
         numpyro.sample("y", dist.Normal(mu, sigma).to_event(1), obs=y)
 
-    guide = AutoFlow(model, flow=lambda key, dim: masked_autoregressive_flow(key, dim, 2, (8,)))
+    # any bijector: here an inverse autoregressive flow (MAF layers inverted, one-pass sampling)
+    guide = AutoFlow(
+        model, flow=lambda key, dim: Invert(masked_autoregressive_flow(key, dim, 2, (8,)))
+    )
     y = jnp.array([0.5, -0.3, 1.2])
     svi = SVI(model, guide, optax.adam(1e-2), Trace_ELBO())
     result = svi.run(jax.random.key(0), 50, y, progress_bar=False)
@@ -82,7 +75,7 @@ def test_flow_guide_takes_any_flow_and_works_with_predictive():
     predictive = Predictive(
         model, guide=guide, params=result.params, num_samples=10, return_sites=["mu", "sigma"]
     )
-    draws = predictive(jax.random.key(1), y)
+    draws = jax.jit(predictive)(jax.random.key(1), y)
     assert draws["mu"].shape == (10, 3) and bool(jnp.all(draws["sigma"] > 0))
 
 
