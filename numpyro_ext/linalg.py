@@ -6,16 +6,19 @@ Two tools the sparse-GP code leans on:
   jitter, escalating the jitter tenfold when the factor fails, and raising a ``ValueError`` that
   names the matrix when every attempt fails, instead of handing back NaNs.
 - :func:`cholesky_update` turns the factor ``L`` of ``A = L L^T`` into the factor of
-  ``A + U U^T`` in ``O(N^2 M)`` operations (Seeger 2004), rather than the ``O(N^3)`` of a fresh
-  factorisation.
+  ``A + U U^T`` block by block in ``O(N^2 (b + M))`` operations, rather than the ``O(N^3)`` of
+  a fresh factorisation.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.scipy.linalg import solve_triangular
 
 __all__ = ["cholesky", "cholesky_update"]
 
@@ -24,30 +27,96 @@ def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def _raise_failure(failed, name: str, size: int, jitter: float) -> None:
+def _raise_failure(failed, name: str, size: int, jitter: float) -> np.ndarray:
     if np.any(np.asarray(failed)):
         raise ValueError(
             f"cholesky: {name} ({size} x {size}) is not positive definite even after adding "
             f"{jitter:.1e} to its diagonal; check the kernel hyperparameters for NaN/inf, "
             "remove duplicated inputs, normalise the inputs, or enable float64"
         )
+    return np.zeros((), np.float32)
 
 
-def _report_failure(bad, name: str, size: int, jitter: float):
-    """Raise from inside ``jit`` when ``bad``; under ``vmap`` one check for the whole batch."""
+def _report_failure(bad, name: str, size: int, jitter: float) -> jax.Array:
+    """Raise from inside ``jit`` when ``bad``; returns a zero to add to the result.
+
+    A ``pure_callback`` (no side effect, so ``jit`` keeps its fast dispatch path) whose result
+    is used, behind a ``lax.cond`` so that the host is only called when ``bad``; under ``vmap``
+    one check for the whole batch, so the ``cond`` does not turn into a ``select``.
+    """
+    zero = jax.ShapeDtypeStruct((), np.float32)
 
     @jax.custom_batching.custom_vmap
     def check(bad):
-        report = lambda: jax.debug.callback(_raise_failure, bad, name, size, jitter)  # noqa: E731
-        lax.cond(bad, report, lambda: None)
-        return bad
+        report = partial(_raise_failure, name=name, size=size, jitter=jitter)
+        call = lambda bad: jax.pure_callback(report, zero, bad)  # noqa: E731
+        return lax.cond(bad, call, lambda bad: jnp.zeros((), np.float32), bad)
 
     @check.def_vmap
     def check_batch(axis_size, in_batched, bad):
-        check(jnp.any(bad))
-        return bad, in_batched[0]
+        return check(jnp.any(bad)), False
 
     return check(bad)
+
+
+def _jitters(jitter: float, max_tries: int) -> list[float]:
+    """The escalating jitters: ``jitter * 10^k``, or ``1e-8 * 10^k`` after a zero first try."""
+    if jitter > 0:
+        return [jitter * 10.0**k for k in range(max_tries)]
+    return [0.0] + [10.0 ** (k - 8) for k in range(1, max_tries)]
+
+
+def _failed(L: jax.Array) -> jax.Array:
+    """Which factors (one per matrix of the batch) came out with NaN."""
+    return jnp.any(jnp.isnan(L), axis=(-2, -1))
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(1, 2, 3, 4))
+def _jittered_cholesky(
+    A: jax.Array, jitter: float, max_tries: int, name: str, traced: bool
+) -> jax.Array:
+    """Factor ``A + eps I`` once; retry with larger ``eps`` only for the matrices that failed."""
+    jitters = _jitters(jitter, max_tries)
+    eye = jnp.eye(A.shape[-1], dtype=A.dtype)
+    L = jnp.linalg.cholesky(A + jnp.asarray(jitters[0], A.dtype) * eye)
+    if max_tries == 1:
+        if traced:
+            L = L + _report_failure(_bad(L, A), name, A.shape[-1], jitters[-1]).astype(L.dtype)
+        return L
+    eps = jnp.asarray(jitters, A.dtype)
+
+    def retry(carry):
+        k, L = carry
+        again = _failed(L)[..., None, None]
+        L = jnp.where(again, jnp.linalg.cholesky(A + eps[k] * eye), L)
+        if traced:  # only the failure path enters this loop: the check costs nothing otherwise
+            bad = (k == max_tries - 1) & _bad(L, A)
+            L = L + _report_failure(bad, name, A.shape[-1], jitters[-1]).astype(L.dtype)
+        return k + 1, L
+
+    def again(carry):
+        return (carry[0] < max_tries) & jnp.any(_failed(carry[1]))
+
+    return lax.while_loop(again, retry, (1, L))[1]
+
+
+@_jittered_cholesky.defjvp
+def _jittered_cholesky_jvp(jitter, max_tries, name, traced, primals, tangents):
+    # Derivative of the factor of A + eps I with respect to A (Murray 2016, "Differentiation of
+    # the Cholesky decomposition", eq. 9), taken at the factor returned: a failed first attempt
+    # never reaches the gradient.
+    (A,), (dA,) = primals, tangents
+    L = _jittered_cholesky(A, jitter, max_tries, name, traced)
+    dA = 0.5 * (dA + jnp.swapaxes(dA, -1, -2))
+    tmp = lax.linalg.triangular_solve(L, dA, left_side=False, transpose_a=True, lower=True)
+    S = lax.linalg.triangular_solve(L, tmp, left_side=True, lower=True)
+    half_diagonal = jnp.where(jnp.eye(A.shape[-1], dtype=bool), 0.5, 1.0).astype(S.dtype)
+    return L, L @ (jnp.tril(S) * half_diagonal)
+
+
+def _bad(L: jax.Array, A: jax.Array) -> jax.Array:
+    """A finite ``A`` whose factor still holds NaN (NaN/inf in ``A`` passes through)."""
+    return jnp.any(_failed(L) & jnp.all(jnp.isfinite(A), axis=(-2, -1)))
 
 
 def cholesky(
@@ -55,17 +124,20 @@ def cholesky(
 ) -> jax.Array:
     r"""Lower Cholesky factor of ``A + jitter I``, escalating the jitter when that fails.
 
-    Tries :math:`\epsilon, 10\epsilon, \dots, 10^{T-1}\epsilon` in turn (only while the
-    previous factor contains NaN), so a well-conditioned matrix costs one factorisation.
-    When every attempt fails on a finite matrix it raises ``ValueError`` (eagerly, or from
-    inside ``jit``); a matrix that already contains NaN or inf gives a NaN factor, so that
-    samplers can reject the proposal that produced it.
+    Factors :math:`A + \epsilon I` once; only a matrix whose factor contains NaN is factored
+    again, with :math:`10\epsilon, \dots, 10^{T-1}\epsilon` in turn (a ``lax.while_loop`` that
+    a well-conditioned matrix never enters). The gradient is the Cholesky derivative at the
+    factor returned, so a failed attempt cannot put NaN into it. When every attempt fails on a
+    finite matrix it raises ``ValueError`` (eagerly, or from inside ``jit``); a matrix that
+    already contains NaN or inf gives a NaN factor, so that samplers can reject the proposal
+    that produced it. Batched input ``(..., N, N)`` escalates each matrix separately.
 
     :param A: symmetric positive semi-definite matrix, shape ``(..., N, N)``.
-    :param jitter: first diagonal jitter :math:`\epsilon`.
+    :param jitter: first diagonal jitter :math:`\epsilon` (``0`` tries the matrix as it is,
+        then :math:`10^{-7}, 10^{-6}, \dots`).
     :param max_tries: how many jitters to try.
     :param name: what the matrix is, for the error message.
-    :return: lower-triangular ``L`` with ``L L^T = A + jitter I``.
+    :return: lower-triangular ``L`` with ``L L^T = A + \epsilon I``.
 
     >>> import jax.numpy as jnp
     >>> L = cholesky(jnp.array([[4.0, 2.0], [2.0, 2.0]]), jitter=0.0)
@@ -77,62 +149,69 @@ def cholesky(
         raise ValueError(f"cholesky: {name} must be square (..., N, N), got shape {A.shape}")
     if max_tries < 1:
         raise ValueError(f"cholesky: max_tries must be >= 1, got {max_tries}")
-    eye = jnp.eye(A.shape[-1], dtype=A.dtype)
-    # Find the jitter on a gradient-free copy, then factor once: a failed trial factor must not
-    # reach the backward pass (its NaNs would poison the gradient even when not selected).
-    A_trial = lax.stop_gradient(A)
-
-    def failed(L):
-        return jnp.any(jnp.isnan(L))
-
-    eps = jnp.asarray(jitter, A.dtype)
-    L = jnp.linalg.cholesky(A_trial + eps * eye)
-    for k in range(1, max_tries):
-        retry = failed(L)
-        eps_k = jitter * 10.0**k if jitter > 0 else 10.0 ** (k - 8)
-        eps = jnp.where(retry, jnp.asarray(eps_k, A.dtype), eps)
-        L = lax.cond(retry, lambda e=eps_k: jnp.linalg.cholesky(A_trial + e * eye), lambda L=L: L)
-    last = jitter * 10.0 ** (max_tries - 1) if jitter > 0 else 10.0 ** (max_tries - 9)
-    # A matrix that already holds NaN/inf passes it on (HMC rejects such proposals); a finite
-    # matrix that no jitter makes positive definite is an error.
-    bad = failed(L) & jnp.all(jnp.isfinite(A_trial))
-    if _is_concrete(bad):
-        _raise_failure(bad, name, A.shape[-1], last)
-    else:
-        _report_failure(bad, name, A.shape[-1], last)
-    L = jnp.linalg.cholesky(A + eps * eye)
+    traced = not _is_concrete(A)
+    L = _jittered_cholesky(A, float(jitter), int(max_tries), name, traced)
+    if not traced:
+        _raise_failure(_bad(L, A), name, A.shape[-1], _jitters(jitter, max_tries)[-1])
     return L
 
 
-def _rank_one_update(L: jax.Array, x: jax.Array) -> jax.Array:
-    """Factor of ``L L^T + x x^T`` for one (N, N) factor and one (N,) vector."""
-    n = L.shape[-1]
-    rows = jnp.arange(n)
-
-    def step(k, carry):
-        R, x = carry  # R = L^T: column k of L is the contiguous row k of R
-        col = lax.dynamic_index_in_dim(R, k, keepdims=False)
-        lkk, xk = col[k], x[k]
-        r = jnp.hypot(lkk, xk)
-        c, s = r / lkk, xk / lkk
-        below = rows > k
-        new_col = jnp.where(below, (col + s * x) / c, jnp.where(rows == k, r, col))
-        new_x = jnp.where(below, c * x - s * new_col, x)
-        return lax.dynamic_update_index_in_dim(R, new_col, k, 0), new_x
-
-    return lax.fori_loop(0, n, step, (L.T, x))[0].T
+def _block_size(n: int, m: int) -> int:
+    # Per block the work is O(N (b^2 + b M + M^2)) and the blocks run one after another; 64
+    # keeps BLAS busy, >= M keeps the M x M factor amortised, and at most ~32 blocks keep the
+    # unrolled program (and its compile time) small.
+    return max(64, m, -(-n // 32))
 
 
-def cholesky_update(L: jax.Array, U: jax.Array) -> jax.Array:
+def _blocked_update(L: jax.Array, U: jax.Array, b: int) -> jax.Array:
+    """Factor of ``L L^T + U U^T`` for one ``(N, N)`` factor and one ``(N, M)`` update.
+
+    Column block by column block (sizes known at trace time, so the loop is unrolled): with
+    ``L11``, ``U1`` the rows of the block and ``L21``, ``U2`` those below,
+
+    - ``L11' = chol(L11 L11^T + U1 U1^T)``, a ``b x b`` factorisation;
+    - ``L21' = (L21 L11^T + U2 U1^T) L11'^-T``;
+    - the trailing factor gets the rank-``M`` update ``U2' = (U2 - L21 T) C^-T`` with
+      ``T = L11^-1 U1`` and ``C = chol(I + T^T T)``: the columns of ``[-T; I] C^-T`` span the
+      null space of ``[L11, U1]`` orthonormally, so ``U2' U2'^T`` is what the block leaves over.
+
+    Everything is a matrix product, a triangular solve or a small Cholesky (BLAS 3).
+    """
+    n, m = U.shape
+    R, V = L.T, U.T  # block rows of R = L^T and V = U^T are contiguous
+    eye = jnp.eye(m, dtype=L.dtype)
+    rows = []
+    for s in range(0, n, b):
+        e = min(s + b, n)
+        R11, V1 = R[s:e, s:e], V[:, : e - s]
+        L11, U1 = R11.T, V1.T
+        L11n = jnp.linalg.cholesky(L11 @ R11 + U1 @ V1)
+        if e == n:
+            rows.append(jnp.pad(L11n.T, ((0, 0), (s, 0))))
+            break
+        R12, V2 = R[s:e, e:], V[:, e - s :]
+        R12n = solve_triangular(L11n, L11 @ R12 + U1 @ V2, lower=True)
+        rows.append(jnp.pad(jnp.concatenate([L11n.T, R12n], 1), ((0, 0), (s, 0))))
+        T = solve_triangular(L11, U1, lower=True)
+        C = jnp.linalg.cholesky(eye + T.T @ T)
+        V = solve_triangular(C, V2 - T.T @ R12, lower=True)
+    return jnp.concatenate(rows, 0).T
+
+
+def cholesky_update(L: jax.Array, U: jax.Array, *, block_size: int | None = None) -> jax.Array:
     r"""Lower Cholesky factor of :math:`L L^T + U U^T` from the factor :math:`L`.
 
-    A sequence of rank-one updates (Seeger 2004, "Low rank updates for the Cholesky
-    decomposition"), each a ``lax.fori_loop`` of Givens-like rotations: :math:`O(N^2 M)` for a
-    rank-``M`` update. ``L`` must have a positive diagonal.
+    A blocked low-rank update: the columns are processed in blocks of ``b``; each block takes
+    one ``b x b`` Cholesky, triangular solves and matrix products, and hands a rank-``M``
+    update to the rest (see :func:`_blocked_update`), :math:`O(N^2 (b + M + M^2 / b))` in all
+    against :math:`O(N^3)` for forming and factoring :math:`L L^T + U U^T` afresh. It is exact
+    (no downdating, so no cancellation beyond a fresh factorisation's). When ``N <= b`` it is
+    a fresh factorisation. ``L`` must have a positive diagonal.
 
     :param L: lower-triangular factor, shape ``(..., N, N)``.
     :param U: update, shape ``(..., N, M)`` (rank ``M``), or ``(N,)`` / ``L.shape[:-1]``
         (rank one); its batch dimensions broadcast against those of ``L``.
+    :param block_size: columns per block ``b``; by default ``max(64, M, ceil(N / 32))``.
     :return: the updated factor, shape ``broadcast(...) + (N, N)``.
 
     >>> import jax.numpy as jnp
@@ -153,12 +232,13 @@ def cholesky_update(L: jax.Array, U: jax.Array) -> jax.Array:
             f"cholesky_update: U must have shape (..., {n}) or (..., {n}, M) to match L of "
             f"shape {L.shape}, got {U.shape}"
         )
+    m = U.shape[-1]
+    if block_size is not None and block_size < 1:
+        raise ValueError(f"cholesky_update: block_size must be >= 1, got {block_size}")
+    b = _block_size(n, m) if block_size is None else int(block_size)
     dtype = jnp.result_type(L, U)
     batch = jnp.broadcast_shapes(L.shape[:-2], U.shape[:-2])
     L = jnp.broadcast_to(L, (*batch, n, n)).astype(dtype).reshape((-1, n, n))
-    U = jnp.broadcast_to(U, batch + U.shape[-2:]).astype(dtype).reshape((-1, n, U.shape[-1]))
-
-    def update(L, U):
-        return lax.scan(lambda L, u: (_rank_one_update(L, u), None), L, U.T)[0]
-
+    U = jnp.broadcast_to(U, (*batch, n, m)).astype(dtype).reshape((-1, n, m))
+    update = partial(_blocked_update, b=b)
     return jax.vmap(update)(L, U).reshape((*batch, n, n))

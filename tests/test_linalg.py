@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from jax.extend.core import jaxprs_in_params
 
 from numpyro_ext.linalg import cholesky, cholesky_update
 
-_jit_update = jax.jit(cholesky_update)  # one compilation per shape across hypothesis examples
+# one compilation per (shape, block size) across hypothesis examples
+_jit_update = jax.jit(cholesky_update, static_argnames="block_size")
 
 
 def _spd(seed, batch, n, dtype=jnp.float64):
@@ -20,9 +22,11 @@ def _spd(seed, batch, n, dtype=jnp.float64):
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     seed=st.integers(0, 2**16),
-    shapes=st.sampled_from([((), 1, 1, True), ((3,), 5, 1, True), ((2, 2), 4, 3, False)]),
+    shapes=st.sampled_from([((), 1, 1, True), ((3,), 5, 1, True), ((2, 2), 7, 3, False)]),
+    block_size=st.sampled_from([None, 1, 2, 3]),
 )
-def test_cholesky_update_matches_fresh_factorisation(x64, seed, shapes):
+def test_cholesky_update_matches_fresh_factorisation(x64, seed, shapes, block_size):
+    # small blocks exercise the blocked path (several blocks, a ragged last one) on small N
     batch, n, m, rank_one = shapes
     A = _spd(seed, batch, n)
     L = jnp.linalg.cholesky(A)
@@ -30,7 +34,18 @@ def test_cholesky_update_matches_fresh_factorisation(x64, seed, shapes):
     U = jax.random.normal(jax.random.key(seed + 1), shape)
     UU = U[..., None] * U[..., None, :] if rank_one else U @ jnp.swapaxes(U, -1, -2)
     expected = jnp.linalg.cholesky(A + UU)
-    np.testing.assert_allclose(_jit_update(L, U), expected, rtol=1e-10, atol=1e-10)
+    out = _jit_update(L, U, block_size=block_size)
+    np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_cholesky_update_with_many_blocks_and_a_wide_update(x64):
+    A = _spd(7, (2,), 40)
+    U = jax.random.normal(jax.random.key(8), (2, 40, 12))  # M > block size: C is 12 x 12
+    for block_size in (None, 8):
+        out = _jit_update(jnp.linalg.cholesky(A), U, block_size=block_size)
+        expected = jnp.linalg.cholesky(A + U @ jnp.swapaxes(U, -1, -2))
+        np.testing.assert_allclose(out, expected, rtol=1e-9, atol=1e-11)
+        assert bool(jnp.all(jnp.triu(out, 1) == 0))
 
 
 def test_cholesky_update_broadcasts_a_single_update_over_batched_factors(x64):
@@ -46,8 +61,9 @@ def test_cholesky_update_is_jittable_and_differentiable(x64):
     u = jnp.arange(1.0, 5.0)
     out = jax.jit(cholesky_update)(L, u)
     np.testing.assert_allclose(out, jnp.linalg.cholesky(A + jnp.outer(u, u)), rtol=1e-10)
-    g = jax.grad(lambda u: jnp.sum(cholesky_update(L, u) ** 2))(u)
-    np.testing.assert_allclose(g, 2.0 * u, rtol=1e-8)  # ||L'||_F^2 = tr(A) + u.u
+    for block_size in (None, 1):
+        g = jax.grad(lambda u, b=block_size: jnp.sum(cholesky_update(L, u, block_size=b) ** 2))(u)
+        np.testing.assert_allclose(g, 2.0 * u, rtol=1e-8)  # ||L'||_F^2 = tr(A) + u.u
 
 
 def test_cholesky_update_works_in_float32():
@@ -58,9 +74,11 @@ def test_cholesky_update_works_in_float32():
     np.testing.assert_allclose(out, jnp.linalg.cholesky(A + U @ U.T), rtol=1e-4, atol=1e-4)
 
 
-def test_cholesky_update_rejects_mismatched_shapes():
+def test_cholesky_update_rejects_mismatched_shapes_and_bad_block_size():
     with pytest.raises(ValueError, match="U must have shape"):
         cholesky_update(jnp.eye(3), jnp.ones((4, 2)))
+    with pytest.raises(ValueError, match="block_size must be >= 1"):
+        cholesky_update(jnp.eye(3), jnp.ones(3), block_size=0)
 
 
 def test_cholesky_adds_jitter_and_matches_numpy(x64):
@@ -102,3 +120,48 @@ def test_gradient_is_finite_when_the_first_jitter_fails(x64):
         return jnp.sum(cholesky(s * jnp.outer(v, v), jitter=1e-14, max_tries=8))
 
     assert bool(jnp.isfinite(jax.grad(loss)(1.0)))
+
+
+def test_cholesky_gradient_matches_jax_cholesky_of_the_jittered_matrix(x64):
+    A = _spd(9, (3,), 4)
+    W = jax.random.normal(jax.random.key(10), (3, 4, 4))
+
+    def ours(A):
+        return jnp.sum(W * cholesky(A, jitter=1e-3))
+
+    def plain(A):
+        return jnp.sum(W * jnp.linalg.cholesky(A + 1e-3 * jnp.eye(4)))
+
+    grads = jax.jit(lambda A: (jax.grad(ours)(A), jax.grad(plain)(A)))(A)
+    np.testing.assert_allclose(*grads, rtol=1e-10, atol=1e-12)
+    hessians = jax.jit(lambda A: (jax.hessian(ours)(A), jax.hessian(plain)(A)))(A)
+    np.testing.assert_allclose(*hessians, atol=1e-10)
+
+
+def _count(jaxpr, name):
+    """Occurrences of primitive ``name`` outside loops (a loop body runs only on failure)."""
+    n = 0
+    for eqn in jaxpr.eqns:
+        n += eqn.primitive.name == name
+        if eqn.primitive.name != "while":
+            for sub in jaxprs_in_params(eqn.params):
+                n += _count(sub, name)
+    return n
+
+
+def test_a_well_conditioned_matrix_is_factored_once_even_under_grad(x64):
+    A = _spd(11, (), 6)
+    forward = jax.make_jaxpr(lambda A: cholesky(A))(A).jaxpr
+    backward = jax.make_jaxpr(jax.grad(lambda A: jnp.sum(cholesky(A))))(A).jaxpr
+    assert _count(forward, "cholesky") == 1
+    assert _count(backward, "cholesky") == 1
+
+
+def test_batched_cholesky_escalates_only_the_matrix_that_fails(x64):
+    A = _spd(12, (3,), 4)
+    v = jnp.arange(1.0, 5.0)
+    A = A.at[1].set(jnp.outer(v, v))  # rank one: needs a larger jitter than the others
+    L = jax.jit(lambda A: cholesky(A, jitter=1e-12, max_tries=8))(A)
+    assert bool(jnp.all(jnp.isfinite(L)))
+    np.testing.assert_allclose(L[0], jnp.linalg.cholesky(A[0] + 1e-12 * jnp.eye(4)), rtol=1e-12)
+    np.testing.assert_allclose(L[1] @ L[1].T, A[1], atol=1e-5)

@@ -38,6 +38,10 @@ __all__ = [
     "Sum",
 ]
 
+#: Input dimension up to which stationary kernels form differences directly (see
+#: :meth:`Stationary.squared_distance`).
+DIRECT_MAX_DIM = 8
+
 
 def pytree_dataclass(cls):
     """Make ``cls`` a frozen dataclass whose fields are pytree leaves."""
@@ -108,7 +112,19 @@ class Stationary(Kernel):
         return X / ell
 
     def squared_distance(self, X1: jax.Array, X2: jax.Array) -> jax.Array:
+        """Scaled squared distances :math:`r^2_{ij}`, shape ``(N1, N2)``.
+
+        Up to ``DIRECT_MAX_DIM`` input dimensions the differences are formed directly, one
+        dimension at a time: exact for nearby points, and as fast as a matrix product there.
+        Beyond that, :math:`\\|a\\|^2 + \\|b\\|^2 - 2 a^\\top b` on inputs centred at the mean of
+        ``X1``; it loses the digits of :math:`\\|a\\|^2` when two points are close, which in
+        float32 can make ``Kuu`` indefinite by more than the jitter.
+        """
         A, B = self.scaled(X1), self.scaled(X2)
+        if A.shape[-1] <= DIRECT_MAX_DIM:
+            return sum((A[:, d, None] - B[None, :, d]) ** 2 for d in range(A.shape[-1]))
+        centre = jnp.mean(A, 0)
+        A, B = A - centre, B - centre
         r2 = jnp.sum(A**2, -1)[:, None] + jnp.sum(B**2, -1)[None, :] - 2.0 * A @ B.T
         return jnp.maximum(r2, 0.0)
 

@@ -16,6 +16,7 @@ from numpyro_ext.gp import (
     SquaredExponential,
     Sum,
 )
+from numpyro_ext.gp.kernels import DIRECT_MAX_DIM
 
 X1 = np.array([[0.0, 1.0], [0.5, -0.3], [2.0, 0.7]])
 X2 = np.array([[0.1, 0.2], [-1.0, 0.4]])
@@ -84,6 +85,37 @@ def test_matern_gradient_is_finite_on_the_diagonal(x64):
 def test_one_dimensional_inputs_are_a_column(x64):
     x = jnp.linspace(0.0, 1.0, 4)
     np.testing.assert_allclose(SquaredExponential()(x), SquaredExponential()(x[:, None]))
+
+
+def test_high_dimensional_inputs_use_the_centred_expansion_and_match_closed_form(x64):
+    # D > DIRECT_MAX_DIM takes the matrix-product path; inputs far from the origin
+    rng = np.random.default_rng(0)
+    A = 50.0 + rng.normal(size=(5, DIRECT_MAX_DIM + 3))
+    B = 50.0 + rng.normal(size=(4, DIRECT_MAX_DIM + 3))
+    r2 = (((A[:, None, :] - B[None, :, :]) / 1.7) ** 2).sum(-1)
+    np.testing.assert_allclose(SquaredExponential(1.3, 1.7)(A, B), 1.3 * np.exp(-0.5 * r2))
+
+
+def test_float32_gram_of_nearby_inputs_is_accurate_to_a_few_ulps():
+    # Regression: the expansion |a|^2 + |b|^2 - 2ab lost ~|a|^2 * eps in float32, so inducing
+    # inputs drifting together made Kuu indefinite by more than the jitter and float32 SVGP
+    # fits spiked and went NaN. 40 inducing inputs over [-4, 4] (the minibatch example), two of
+    # them 1e-3 apart; reference in float64 from the same float32 inputs. The float32 Gram can
+    # only be as accurate as rounding its entries (half an ulp of the variance, plus the
+    # rounding of exp); allow 3 ulps (the expansion was off by 7-9).
+    Z = np.linspace(-4.0, 4.0, 40).astype(np.float32)
+    Z[20] = Z[19] + np.float32(1e-3)
+    Z = Z[:, None]
+    ulp = np.finfo(np.float32).eps * 1.2
+    for kernel in (Matern52, SquaredExponential):
+        K32 = np.asarray(kernel(1.2, 1.3)(jnp.asarray(Z)), np.float64)
+        d = Z.astype(np.float64) - Z.astype(np.float64).T
+        r = np.abs(d) / np.float64(np.float32(1.3))
+        if kernel is Matern52:
+            K64 = 1.2 * (1 + np.sqrt(5) * r + 5 * r**2 / 3) * np.exp(-np.sqrt(5) * r)
+        else:
+            K64 = 1.2 * np.exp(-0.5 * r**2)
+        assert np.max(np.abs(K32 - K64)) < 3 * ulp
 
 
 def test_kernels_keep_float32():
