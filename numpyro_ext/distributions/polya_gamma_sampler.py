@@ -234,15 +234,6 @@ def _finish(key, env, remaining, total, devroye_only: bool, bound):
     return remaining, total
 
 
-def _bit_generator_key(key):
-    """A key for XLA's RngBitGenerator seeded from ``key``: the loop's uniforms come from it.
-
-    On CPU, threefry's bits cost as much as the rest of a rejection step; RngBitGenerator gives
-    them several times faster. The caller's key still determines every draw.
-    """
-    return jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
-
-
 def _known_all_devroye(b):
     """Whether every piece has shape 1, decided at trace time when ``b`` is concrete (else None).
 
@@ -263,7 +254,6 @@ def sample_polya_gamma(key, b, c, shape):
     :param shape: output shape (``sample_shape + batch_shape``).
     """
     known_devroye = _known_all_devroye(b)
-    key = _bit_generator_key(key)
     dtype = jnp.result_type(b, c, float)
     b = jnp.broadcast_to(jnp.asarray(b, dtype), shape).reshape(-1)
     z = 0.5 * jnp.abs(jnp.broadcast_to(jnp.asarray(c, dtype), shape).reshape(-1))
