@@ -240,3 +240,14 @@ def test_non_finite_parameters_under_jit_give_nan_instead_of_hanging():
     draws = np.asarray(draw(jax.random.key(6), b, c, 4))
     assert np.all(np.isnan(draws[:, [0, 2, 3]]))
     assert np.all(np.isfinite(draws[:, [1, 4]]) & (draws[:, [1, 4]] > 0))
+
+
+def test_vmapped_chains_of_draws_all_finish():
+    # Vectorised Gibbs chains vmap the sampler over keys; every element must be accepted within
+    # the loop bound (a stream that repeats its bits under vmap would leave nan behind).
+    def draws(key, c):
+        return PolyaGamma(jnp.ones(300), c).sample(key)
+
+    c = 3.0 * jax.random.normal(jax.random.key(7), (8, 300))
+    out = jax.jit(jax.vmap(draws))(jax.random.split(jax.random.key(8), 8), c)
+    assert bool(jnp.all(jnp.isfinite(out) & (out > 0)))
