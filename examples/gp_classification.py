@@ -49,14 +49,15 @@ def main(out: Path, steps: int) -> None:
     svi = SVI(model, guide, optax.adam(0.03), TraceMeanField_ELBO())
     result = svi.run(jax.random.key(0), steps, X, y, progress_bar=False)
     p = result.params
-    ell = float(jnp.exp(p["ell_auto_loc"]))
+    ell = float(guide[0].median(p)["ell"])
     print(f"final loss {float(result.losses[-1]):.2f}; lengthscale (posterior median) {ell:.3f}")
 
     g = np.linspace(-2.0, 3.0, 80), np.linspace(-1.5, 2.0, 70)
     grid = jnp.asarray(np.stack(np.meshgrid(*g), -1).reshape(-1, 2))
-    mean, var = guide[1].predict(p, grid, values={"ell": jnp.asarray(ell)})
+    # the kernel's lengthscale is latent: passing the guide list plugs in its posterior median
+    mean, var = guide[1].predict(p, grid, values=guide)
     prob = jax.scipy.stats.norm.cdf(mean / jnp.sqrt(1 + jnp.pi * var / 8))
-    train_mean, _ = guide[1].predict(p, X, values={"ell": jnp.asarray(ell)})
+    train_mean, _ = guide[1].predict(p, X, values=guide)
     print(f"training accuracy {float(jnp.mean((train_mean > 0) == y)):.3f}")
 
     fig, ax = plt.subplots(figsize=(6, 4.5))

@@ -15,8 +15,11 @@ comes out of NumPyro's own objectives:
 - ``Trace_ELBO`` computes :math:`\log p(f) - \log q(f)` at the sampled ``f``.
   :class:`SparseGPMarginal` defines :math:`\log q(f) := \log p(f) + \mathrm{KL}(q(u) \| p(u))`
   (the density of the augmented family relative to the prior), so the difference is exactly
-  :math:`-\mathrm{KL}`. It costs one ``B x B`` Cholesky per step and loses digits in float32
-  when ``B`` is large; prefer ``TraceMeanField_ELBO``.
+  :math:`-\mathrm{KL}`. The value is right but the cost is :math:`O(B^3)`: ``Trace_ELBO``
+  evaluates the model's ``GaussianProcess`` density at the ``B`` sampled values (a ``B x B``
+  Cholesky and, for the gradient, ``B x B`` triangular solves), and :math:`\log q(f)` has to
+  carry the same term to cancel it; in float32 the cancellation also loses digits when ``B``
+  is large. Prefer ``TraceMeanField_ELBO``, which never touches a ``B x B`` matrix.
 
 Minibatches: put the GP site *outside* the data plate (it is one joint draw at the batch
 inputs, and its KL must not be scaled) and the likelihood inside it::
@@ -33,8 +36,9 @@ inputs, and its KL must not be scaled) and the likelihood inside it::
 The guide runs the model up to the GP site to read the kernel (current parameter values) and
 the batch inputs; the plate's subsample indices it draws are replayed by the model, and
 NumPyro scales the likelihood by ``N / B``. Latent kernel hyperparameters are guided by another
-guide placed *before* this one in an :class:`~numpyro.infer.autoguide.AutoGuideList`; this guide
-reads their sampled values from the trace being recorded.
+guide placed *before* this one in an :class:`~numpyro.infer.autoguide.AutoGuideList`; during SVI
+this guide reads their sampled values from the trace being recorded. For predictions, pass the
+``AutoGuideList`` as ``values=`` (their posterior medians are plugged in) or a dict of values.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ import numpyro
 from numpyro import handlers
 from numpyro.distributions import Distribution, constraints
 from numpyro.distributions.kl import kl_divergence
-from numpyro.infer.autoguide import AutoGuide
+from numpyro.infer.autoguide import AutoGuide, AutoGuideList
 from numpyro.primitives import _PYRO_STACK, Messenger
 from numpyro.util import is_prng_key
 
@@ -200,8 +204,8 @@ class _capture_gp(Messenger):
             if value is None:
                 raise ValueError(
                     f"SparseGP: the model's latent site '{name}' has no value; guide it with "
-                    "another guide placed before SparseGP in an AutoGuideList, or pass it in "
-                    "`values`"
+                    "another guide placed before SparseGP in an AutoGuideList and, outside SVI, "
+                    "pass `values=` that AutoGuideList (its medians are used) or a dict"
                 )
             msg["value"] = value
 
@@ -336,21 +340,42 @@ class SparseGP(AutoGuide):
         q = SparseGPMarginal(gp, inducing, q_mu, q_sqrt, self.whiten, self.jitter)
         return {self.site: numpyro.sample(self.site, q)}
 
+    def _latent_values(self, params, values) -> dict | None:
+        """``values`` as a dict: given as one, or the medians of the guide(s) given."""
+        if values is None or isinstance(values, dict):
+            return values
+        parts = list(values) if isinstance(values, AutoGuideList) else [values]
+        medians = {}
+        for part in parts:
+            if part is not self:
+                medians.update(part.median(params))
+        return medians
+
     def _posterior(self, params, args, kwargs, values):
+        values = self._latent_values(params, values)
         with handlers.block(), handlers.substitute(data=params):
             gp = self._capture(args, kwargs, values)
             inducing, q_mu, q_sqrt = self._params()
         return gp, inducing, q_mu, q_sqrt
 
     def predict(
-        self, params: dict, *args, values: dict | None = None, full_cov: bool = False, **kwargs
+        self,
+        params: dict,
+        *args,
+        values: dict | AutoGuide | None = None,
+        full_cov: bool = False,
+        **kwargs,
     ) -> tuple[jax.Array, jax.Array]:
         """Mean and (co)variance of :math:`q(f)` at the GP site's inputs of ``model(*args)``.
 
         Pass new inputs through the model's arguments. Add the noise variance for ``y``.
+        Latent sites the kernel depends on (hyperparameters guided by another guide) need a
+        value: pass the whole ``AutoGuideList`` (or the guide of those sites) as ``values`` to
+        plug in their posterior medians, or a dict of values.
 
         :param params: fitted parameters (``svi_result.params``).
-        :param values: values of latent model sites (e.g. kernel hyperparameters), if any.
+        :param values: values of latent model sites (e.g. kernel hyperparameters) as a dict,
+            or a guide (``AutoGuideList`` or ``AutoGuide``) whose ``median(params)`` gives them.
         :param full_cov: return the joint covariance instead of marginal variances.
         :return: ``(mean, var)``.
         """
@@ -363,7 +388,13 @@ class SparseGP(AutoGuide):
         return gp.loc + mean, var
 
     def sample_posterior(
-        self, rng_key, params, *args, sample_shape=(), values: dict | None = None, **kwargs
+        self,
+        rng_key,
+        params,
+        *args,
+        sample_shape=(),
+        values: dict | AutoGuide | None = None,
+        **kwargs,
     ):
         """Joint samples of ``f`` at the GP site's inputs of ``model(*args)``.
 
@@ -373,7 +404,8 @@ class SparseGP(AutoGuide):
         :param rng_key: PRNG key.
         :param params: fitted parameters.
         :param sample_shape: leading shape of the draws.
-        :param values: values of latent model sites (kernel hyperparameters), if any.
+        :param values: values of latent model sites (kernel hyperparameters) as a dict, or a
+            guide whose posterior medians give them (see :meth:`predict`).
         :return: ``{site: samples}`` with shape ``sample_shape + (N,)``.
         """
         mean, cov = self.predict(params, *args, values=values, full_cov=True, **kwargs)

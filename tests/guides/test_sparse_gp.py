@@ -192,6 +192,14 @@ def test_gp_classification_with_latent_lengthscale_in_an_autoguide_list():
     mean, _ = guide[1].predict(result.params, X, values={"ell": tr["ell"]["value"]})
     accuracy = jnp.mean((mean > 0) == labels)
     assert accuracy > 0.85
+    # passing the guide list plugs in the posterior median of the lengthscale
+    ell = guide[0].median(result.params)["ell"]
+    by_guide = guide[1].predict(result.params, X, values=guide)
+    by_value = guide[1].predict(result.params, X, values={"ell": ell})
+    np.testing.assert_allclose(by_guide[0], by_value[0], rtol=1e-6)
+    np.testing.assert_allclose(by_guide[1], by_value[1], rtol=1e-6)
+    with pytest.raises(ValueError, match="pass `values=` that AutoGuideList"):
+        guide[1].predict(result.params, X)
 
 
 def test_gp_site_inside_a_plate_is_a_clear_error():
