@@ -1,19 +1,39 @@
 """Sparse GPs: SVGP step, collapsed bound and cholesky_update against GPJax and plain JAX.
 
-Three tables, every entry timed in this process after compilation (median of repeats):
+Every entry is timed in this process, float64 throughout, each call blocked until its result is
+ready. Compilation (the first call) is reported in its own table; the step times are the median
+of many calls, taken in interleaved rounds (ours, baseline, GPJax, ours, ...) so that a change
+in the load of a shared machine hits every column alike.
 
-1. One SVGP optimisation step (minibatch B, M inducing points, whitened, Gaussian likelihood,
-   Adam): ``SVI.update`` with :class:`numpyro_ext.guides.SparseGP` and ``TraceMeanField_ELBO``;
-   a hand-written jitted JAX SVGP step (same math, same minibatch sampler); GPJax's
-   ``WhitenedVariationalGaussian`` + ``objectives.elbo`` step as ``gpjax.fit`` runs it.
-2. One evaluation (value and gradient) of the collapsed bound: ours vs GPJax's
-   ``collapsed_elbo``.
-3. ``cholesky_update(L, U)`` against a fresh ``cholesky(L L^T + U U^T)``.
+1. One SVGP optimisation step on a minibatch (B of N points, M inducing inputs, whitened,
+   Gaussian likelihood): value and gradient of the negative ELBO plus an Adam update, for
 
-Run: ``python benchmarks/sparse_gp.py``
+   - ``SVI.update`` with :class:`numpyro_ext.guides.SparseGP` and ``TraceMeanField_ELBO``;
+   - a hand-written jitted JAX SVGP with the same math and parametrisation (exp for positive
+     parameters, exp on the diagonal of q_sqrt, analytic KL, one reparametrised draw of f per
+     point, which is the estimator NumPyro's ELBO uses);
+   - the same hand-written SVGP with the closed-form Gaussian expectation instead of the draw;
+   - GPJax's ``WhitenedVariationalGaussian`` and ``objectives.elbo`` (closed-form expectation).
+
+   All four receive the same minibatch as an argument: choosing it is left out of the timing
+   (NumPyro's CPU subsampler is a B-step Fisher-Yates scan, GPJax's ``get_batch`` samples with
+   replacement; timing them would compare samplers, not SVGP code).
+2. ``Trace_ELBO`` against ``TraceMeanField_ELBO`` for growing B: the former evaluates the
+   model's GP density at the sampled f, a B x B Cholesky, by construction.
+3. One value-and-gradient of the collapsed (SGPR) bound with respect to the kernel
+   hyperparameters, noise and Z: ours, a hand-written jitted JAX version, GPJax.
+4. ``cholesky_update(L, U)`` against a fresh ``cholesky(L L^T + U U^T)``.
+
+Run: ``python benchmarks/sparse_gp.py [svgp] [elbo] [collapsed] [update] [compile]``
 """
 
 from __future__ import annotations
+
+import math
+import os
+import statistics
+import sys
+from functools import partial
 
 import equinox as eqx
 import gpjax as gpx
@@ -23,11 +43,10 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import optax
-from gpjax.fit import get_batch
 from harness import Table, environment, time_call
 from jax.scipy.linalg import solve_triangular
 from numpyro.distributions import constraints
-from numpyro.infer import SVI, TraceMeanField_ELBO
+from numpyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 
 from numpyro_ext.distributions import GaussianProcess
 from numpyro_ext.gp import SquaredExponential, collapsed_elbo
@@ -36,36 +55,68 @@ from numpyro_ext.linalg import cholesky_update
 
 jax.config.update("jax_enable_x64", True)
 
+JITTER = 1e-6
+COMPILE = Table("Compilation: first call (trace + compile + run), s", ["what", "shape", "s"])
 
-def data(n):
-    rng = np.random.default_rng(0)
+
+def interleaved(fns: dict, rounds: int = 5, repeats: int = 10) -> dict:
+    """``(median, min)`` milliseconds per call of each ``fn()``, timed in alternating rounds.
+
+    On a quiet machine the two agree; on a loaded one the minimum is the better estimate of
+    the cost of the work itself (the noise only ever adds time).
+    """
+    times = {name: [] for name in fns}
+    for r in range(rounds):
+        for name, fn in fns.items():
+            timing = time_call(fn, repeats=repeats)
+            if r == 0:
+                COMPILE.add(name, "", timing.first)
+            times[name] += timing.times
+    return {name: (1e3 * statistics.median(t), 1e3 * min(t)) for name, t in times.items()}
+
+
+def cell(ms) -> str:
+    """``median (min)`` in milliseconds."""
+    return f"{ms[0]:.3g} ({ms[1]:.3g})"
+
+
+def ratio(a, b) -> str:
+    """Ratio of medians (ratio of minima)."""
+    return f"{a[0] / b[0]:.3g} ({a[1] / b[1]:.3g})"
+
+
+def data(n, seed=0):
+    rng = np.random.default_rng(seed)
     x = rng.uniform(-3, 3, (n, 1))
     return jnp.asarray(x), jnp.asarray(np.sin(2 * x[:, 0]) + 0.3 * rng.normal(size=n))
 
 
-def model(X, y=None, batch_size=None):
+def model(X, y, N):
+    """SVGP regression on one minibatch (X, y) of a data set of N points."""
     var = numpyro.param("var", 1.0, constraint=constraints.positive)
     ell = numpyro.param("ell", 1.0, constraint=constraints.positive)
     noise = numpyro.param("noise", 0.5, constraint=constraints.positive)
-    plate = numpyro.plate("data", X.shape[0], subsample_size=batch_size)
-    with plate as idx:
-        pass
-    f = numpyro.sample("f", GaussianProcess(SquaredExponential(var, ell), X[idx]))
-    with plate:
-        numpyro.sample("y", dist.Normal(f, noise), obs=y[idx])
+    f = numpyro.sample("f", GaussianProcess(SquaredExponential(var, ell), X))
+    with numpyro.plate("data", N, subsample_size=X.shape[0]):
+        numpyro.sample("y", dist.Normal(f, noise), obs=y)
 
 
-def ours_step(X, y, Z, B):
-    guide = SparseGP(model, inducing=Z)
-    svi = SVI(model, guide, optax.adam(1e-2), TraceMeanField_ELBO())
-    state = svi.init(jax.random.key(0), X, y, batch_size=B)
-    update = jax.jit(lambda s: svi.update(s, X, y, batch_size=B)[0])
-    return lambda: update(state)
+def ours_step(Xb, yb, N, Z, elbo=None):
+    guide = SparseGP(model, inducing=Z, jitter=JITTER)
+    svi = SVI(model, guide, optax.adam(1e-2), elbo or TraceMeanField_ELBO())
+    state = svi.init(jax.random.key(0), Xb, yb, N)
+    update = jax.jit(lambda s, X, y: svi.update(s, X, y, N))
+    return lambda: update(state, Xb, yb)
 
 
-def handwritten_step(X, y, Z, B):
-    """Plain JAX SVGP (whitened, one reparametrised draw per point), Adam on raw arrays."""
-    N, M = X.shape[0], Z.shape[0]
+def _sqexp(var, ell, A, C):
+    d2 = jnp.sum(A**2, 1)[:, None] + jnp.sum(C**2, 1)[None] - 2 * A @ C.T
+    return var * jnp.exp(-0.5 * jnp.maximum(d2, 0.0) / ell**2)
+
+
+def handwritten_step(Xb, yb, N, Z, closed_form=False):
+    """Plain JAX SVGP (whitened), Adam on unconstrained arrays; one draw or closed form."""
+    B, M = Xb.shape[0], Z.shape[0]
     params = {
         "log_var": jnp.zeros(()),
         "log_ell": jnp.zeros(()),
@@ -76,97 +127,142 @@ def handwritten_step(X, y, Z, B):
     }
     tril = jnp.tril_indices(M)
 
-    def loss(p, key):
-        k_idx, k_eps = jax.random.split(key)
-        idx = jax.random.choice(k_idx, N, (B,), replace=False)
-        Xb, yb = X[idx], y[idx]
+    def loss(p, key, X, y):
         var, ell, noise = jnp.exp(p["log_var"]), jnp.exp(p["log_ell"]), jnp.exp(p["log_noise"])
-
-        def k(A, C):
-            d2 = jnp.sum(A**2, 1)[:, None] + jnp.sum(C**2, 1)[None] - 2 * A @ C.T
-            return var * jnp.exp(-0.5 * jnp.maximum(d2, 0.0) / ell**2)
-
         R = jnp.zeros((M, M)).at[tril].set(p["q_sqrt_raw"])
         R = R - jnp.diag(jnp.diag(R)) + jnp.diag(jnp.exp(jnp.diag(R)))
-        L = jnp.linalg.cholesky(k(p["Z"], p["Z"]) + 1e-6 * jnp.eye(M))
-        A = solve_triangular(L, k(p["Z"], Xb), lower=True)
+        L = jnp.linalg.cholesky(_sqexp(var, ell, p["Z"], p["Z"]) + JITTER * jnp.eye(M))
+        A = solve_triangular(L, _sqexp(var, ell, p["Z"], X), lower=True)
         mean = A.T @ p["q_mu"]
-        fvar = var - jnp.sum(A**2, 0) + jnp.sum((R.T @ A) ** 2, 0)
-        f = mean + jnp.sqrt(jnp.maximum(fvar, 1e-30)) * jax.random.normal(k_eps, (B,))
-        loglik = jnp.sum(jax.scipy.stats.norm.logpdf(yb, f, noise)) * N / B
+        fvar = jnp.maximum(var - jnp.sum(A**2, 0) + jnp.sum((R.T @ A) ** 2, 0), JITTER)
+        if closed_form:
+            r2 = (y - mean) ** 2 + fvar
+            loglik = jnp.sum(-0.5 * math.log(2 * math.pi) - jnp.log(noise) - r2 / (2 * noise**2))
+        else:
+            f = mean + jnp.sqrt(fvar) * jax.random.normal(key, (B,))
+            loglik = jnp.sum(jax.scipy.stats.norm.logpdf(y, f, noise))
         kl = 0.5 * (
             jnp.sum(R**2) + jnp.sum(p["q_mu"] ** 2) - M - 2 * jnp.sum(jnp.log(jnp.diag(R)))
         )
-        return kl - loglik
+        return kl - loglik * N / B
 
     opt = optax.adam(1e-2)
     state = (params, opt.init(params), jax.random.key(0))
 
     @jax.jit
-    def step(state):
+    def step(state, X, y):
         p, o, key = state
         key, sub = jax.random.split(key)
-        g = jax.grad(loss)(p, sub)
+        value, g = jax.value_and_grad(loss)(p, sub, X, y)
         upd, o = opt.update(g, o, p)
-        return optax.apply_updates(p, upd), o, key
+        return (optax.apply_updates(p, upd), o, key), value
 
-    return lambda: step(state)
+    return lambda: step(state, Xb, yb)
 
 
 def gpjax_posterior(var=1.0, ell=1.0, sd=0.5):
     prior = gpx.gps.Prior(
         mean_function=gpx.mean_functions.Zero(),
         kernel=gpx.kernels.RBF(lengthscale=ell, variance=var),
-        jitter=1e-6,
+        jitter=JITTER,
     )
     return prior * gpx.likelihoods.Gaussian(obs_stddev=sd)
 
 
-def gpjax_step(X, y, Z, B):
-    D = gpx.Dataset(X=X, y=y[:, None])
+def gpjax_step(Xb, yb, N, Z):
+    batch = gpx.Dataset(X=Xb, y=yb[:, None], n_total=N)
     q = gpx.variational_families.WhitenedVariationalGaussian(
         model=gpjax_posterior(), inducing_inputs=Z
     )
     opt = optax.adam(1e-2)
-    state = (q, opt.init(eqx.filter(q, eqx.is_array)), jax.random.key(0))
+    state = (q, opt.init(eqx.filter(q, eqx.is_array)))
 
     def loss(q, batch):
         return -gpx.objectives.elbo(q, batch)
 
     @eqx.filter_jit
-    def step(state):
-        q, o, key = state
-        key, sub = jax.random.split(key)
-        batch = get_batch(D, B, sub)
-        g = eqx.filter_grad(loss)(q, batch)
+    def step(state, batch):
+        q, o = state
+        value, g = eqx.filter_value_and_grad(loss)(q, batch)
         upd, o = opt.update(g, o, eqx.filter(q, eqx.is_array))
-        return eqx.apply_updates(q, upd), o, key
+        return (eqx.apply_updates(q, upd), o), value
 
-    return lambda: step(state)
+    return lambda: step(state, batch)
 
 
 def svgp_table():
     t = Table(
-        "SVGP: one optimisation step (float64, whitened, Adam), ms",
+        "SVGP: one step (value_and_grad + Adam, float64, whitened), ms: median (min)",
         [
             "N",
             "B",
             "M",
             "numpyro_ext",
-            "hand-written JAX",
+            "hand-written (1 draw)",
+            "hand-written (closed form)",
             "GPJax",
-            "ours / hand-written",
+            "ours / hand-written (1 draw)",
             "ours / GPJax",
         ],
     )
-    for N, B, M in [(10_000, 256, 32), (10_000, 256, 128), (10_000, 1024, 64)]:
-        X, y = data(N)
-        Z = X[:M]
-        ours = time_call(ours_step(X, y, Z, B), repeats=30).median * 1e3
-        hand = time_call(handwritten_step(X, y, Z, B), repeats=30).median * 1e3
-        theirs = time_call(gpjax_step(X, y, Z, B), repeats=30).median * 1e3
-        t.add(N, B, M, ours, hand, theirs, ours / hand, ours / theirs)
+    N = 10_000
+    X, y = data(N)
+    for B, M in [(256, 32), (256, 128), (1024, 64), (4096, 128)]:
+        Xb, yb, Z = X[:B], y[:B], X[B : B + M]
+        fns = {
+            "ours": ours_step(Xb, yb, N, Z),
+            "hand": handwritten_step(Xb, yb, N, Z),
+            "hand_cf": handwritten_step(Xb, yb, N, Z, closed_form=True),
+            "gpjax": gpjax_step(Xb, yb, N, Z),
+        }
+        ms = interleaved(fns)
+        for row in COMPILE.rows[-4:]:
+            row[1] = f"SVGP B={B} M={M}"
+        row = [cell(ms[k]) for k in ("ours", "hand", "hand_cf", "gpjax")]
+        t.add(N, B, M, *row, ratio(ms["ours"], ms["hand"]), ratio(ms["ours"], ms["gpjax"]))
     t.print()
+
+
+def elbo_table():
+    t = Table(
+        "SparseGP step under Trace_ELBO vs TraceMeanField_ELBO (M = 32), ms: median (min)",
+        ["B", "TraceMeanField_ELBO", "Trace_ELBO", "Trace / MeanField"],
+    )
+    N = 10_000
+    X, y = data(N)
+    for B in [256, 1024, 2048]:
+        Xb, yb, Z = X[:B], y[:B], X[B : B + 32]
+        fns = {
+            "ours TraceMeanField_ELBO": ours_step(Xb, yb, N, Z),
+            "ours Trace_ELBO": ours_step(Xb, yb, N, Z, Trace_ELBO()),
+        }
+        ms = interleaved(fns, rounds=3, repeats=5)
+        for row in COMPILE.rows[-2:]:
+            row[1] = f"B={B} M=32"
+        a, b = ms["ours TraceMeanField_ELBO"], ms["ours Trace_ELBO"]
+        t.add(B, cell(a), cell(b), ratio(b, a))
+    t.print()
+
+
+def handwritten_bound(X, y):
+    """Plain JAX SGPR bound (Titsias 2009, GPflow's evaluation), as a function of h."""
+    N = X.shape[0]
+
+    def bound(h):
+        var, ell, Z, s2 = h
+        M = Z.shape[0]
+        L = jnp.linalg.cholesky(_sqexp(var, ell, Z, Z) + JITTER * jnp.eye(M))
+        A = solve_triangular(L, _sqexp(var, ell, Z, X), lower=True) / jnp.sqrt(s2)
+        LB = jnp.linalg.cholesky(jnp.eye(M) + A @ A.T)
+        c = solve_triangular(LB, A @ y, lower=True) / jnp.sqrt(s2)
+        return (
+            -0.5 * N * jnp.log(2 * jnp.pi * s2)
+            - jnp.sum(jnp.log(jnp.diag(LB)))
+            - 0.5 * (y @ y / s2 - c @ c)
+            - 0.5 * (N * var / s2 - jnp.sum(A**2))
+        )
+
+    return bound
 
 
 def ours_bound(X, y):
@@ -179,48 +275,64 @@ def gpjax_bound(D):
 
 def collapsed_table():
     t = Table(
-        "Collapsed (SGPR) bound: value and gradient w.r.t. hyperparameters and Z, ms",
-        ["N", "M", "numpyro_ext", "GPJax", "ours / GPJax"],
+        "Collapsed (SGPR) bound: value and gradient w.r.t. hyperparameters, noise and Z, "
+        "ms: median (min)",
+        ["N", "M", "numpyro_ext", "hand-written", "GPJax", "ours / hand-written", "ours / GPJax"],
     )
     for N, M in [(1000, 32), (5000, 64), (5000, 256)]:
         X, y = data(N)
         Z = X[:M]
         D = gpx.Dataset(X=X, y=y[:, None])
-        ours = jax.jit(jax.value_and_grad(ours_bound(X, y)))
         h = (1.0, 1.0, Z, 0.25)
+        ours = jax.jit(jax.value_and_grad(ours_bound(X, y)))
+        hand = jax.jit(jax.value_and_grad(handwritten_bound(X, y)))
         q = gpx.variational_families.CollapsedVariationalGaussian(
             model=gpjax_posterior(), inducing_inputs=Z
         )
         theirs = eqx.filter_jit(eqx.filter_value_and_grad(gpjax_bound(D)))
         np.testing.assert_allclose(ours(h)[0], theirs(q)[0], rtol=1e-8)
-        a = time_call(lambda h=h, f=ours: f(h), repeats=15).median * 1e3
-        b = time_call(lambda q=q, f=theirs: f(q), repeats=15).median * 1e3
-        t.add(N, M, a, b, a / b)
+        np.testing.assert_allclose(ours(h)[0], hand(h)[0], rtol=1e-10)
+        fns = {"ours": partial(ours, h), "hand": partial(hand, h), "gpjax": partial(theirs, q)}
+        ms = interleaved(fns, rounds=6, repeats=7)
+        for row in COMPILE.rows[-3:]:
+            row[1] = f"collapsed N={N} M={M}"
+        row = [cell(ms[k]) for k in ("ours", "hand", "gpjax")]
+        t.add(N, M, *row, ratio(ms["ours"], ms["hand"]), ratio(ms["ours"], ms["gpjax"]))
     t.print()
 
 
 def update_table():
     t = Table(
-        "cholesky_update(L, U) vs fresh cholesky(L L^T + U U^T), ms",
+        "cholesky_update(L, U) vs fresh cholesky(L L^T + U U^T), ms: median (min)",
         ["N", "rank M", "cholesky_update", "fresh Cholesky", "update / fresh"],
     )
     fresh = jax.jit(lambda L, U: jnp.linalg.cholesky(L @ L.T + U @ U.T))
     update = jax.jit(cholesky_update)
-    for N, M in [(100, 1), (100, 8), (400, 1), (400, 8)]:
+    for N, M in [(50, 1), (100, 1), (100, 8), (400, 1), (400, 8), (400, 32), (1000, 8), (2000, 8)]:
         G = jax.random.normal(jax.random.key(0), (N, N))
         L = jnp.linalg.cholesky(G @ G.T / N + jnp.eye(N))
         U = jax.random.normal(jax.random.key(1), (N, M))
         np.testing.assert_allclose(update(L, U), fresh(L, U), rtol=1e-6, atol=1e-8)
-        a = time_call(lambda L=L, U=U: update(L, U), repeats=7).median * 1e3
-        b = time_call(lambda L=L, U=U: fresh(L, U), repeats=7).median * 1e3
-        t.add(N, M, a, b, a / b)
+        fns = {
+            "cholesky_update": lambda L=L, U=U: update(L, U),
+            "fresh cholesky": lambda L=L, U=U: fresh(L, U),
+        }
+        ms = interleaved(fns, rounds=8, repeats=5)
+        for row in COMPILE.rows[-2:]:
+            row[1] = f"N={N} M={M}"
+        a, b = ms["cholesky_update"], ms["fresh cholesky"]
+        t.add(N, M, cell(a), cell(b), ratio(a, b))
     t.print()
 
 
 if __name__ == "__main__":
-    import sys
-
-    print(environment(), "\n")
-    tables = {"svgp": svgp_table, "collapsed": collapsed_table, "update": update_table}
+    print(environment(), f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}", "\n")
+    tables = {
+        "svgp": svgp_table,
+        "elbo": elbo_table,
+        "collapsed": collapsed_table,
+        "update": update_table,
+        "compile": COMPILE.print,
+    }
     for name in sys.argv[1:] or tables:
         tables[name]()
