@@ -262,14 +262,11 @@ def sample_polya_gamma(key, b, c, shape):
     pieces = jnp.ceil(b / MAX_PIECE)
     h = b / pieces
     pieces = jnp.where(valid, pieces, 0).astype(jnp.int32)
-    all_devroye = jnp.all(h == 1.0)
     if known_devroye is not None:
         draws = sample_jacobi_star(key, h, z, pieces, devroye_only=known_devroye)
-    elif not_jax_tracer(all_devroye):
-        draws = sample_jacobi_star(key, h, z, pieces, devroye_only=bool(all_devroye))
     else:
         draws = lax.cond(
-            all_devroye,
+            jnp.all(h == 1.0),
             lambda: sample_jacobi_star(key, h, z, pieces, devroye_only=True),
             lambda: sample_jacobi_star(key, h, z, pieces, devroye_only=False),
         )
