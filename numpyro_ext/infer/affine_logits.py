@@ -37,7 +37,14 @@ from numpyro.distributions.distribution import (
 from numpyro_ext.distributions import GaussianProcess
 from numpyro_ext.handlers import AUXILIARY_KEY, INFER_KEY
 
-__all__ = ["BlockLayout", "ConjugateTerms", "block_layout", "check_conjugate", "conjugate_terms"]
+__all__ = [
+    "BlockLayout",
+    "ConjugateTerms",
+    "block_layout",
+    "check_conjugate",
+    "conjugate_terms",
+    "conjugate_terms_and_rest",
+]
 
 
 class BlockLayout(NamedTuple):
@@ -170,7 +177,8 @@ def _gaussian_prior(name: str, fn) -> tuple[jax.Array, jax.Array]:
     raise ValueError(
         f"PolyaGammaGibbs: latent site {name!r} has a {what} prior (shape {shape}); only "
         "Normal, unbatched MultivariateNormal and GaussianProcess latents are updated by "
-        "Pólya-gamma Gibbs. Sample the others with NUTS in a composite kernel: "
+        "Pólya-gamma Gibbs. Sample the others by a collapsed slice update, "
+        "CollapsedPolyaGammaGibbs(model), or with NUTS in a composite kernel: "
         "Gibbs([(PolyaGammaGibbs(model), [gaussian sites]), (NUTS(model), None)])"
     )
 
@@ -233,18 +241,38 @@ def conjugate_terms(model: Callable, args, kwargs, layout: BlockLayout) -> Conju
     :param kwargs: its keyword arguments.
     :param layout: the block layout from :func:`block_layout`.
     """
+    return conjugate_terms_and_rest(model, args, kwargs, layout)[0]
+
+
+def conjugate_terms_and_rest(
+    model: Callable, args, kwargs, layout: BlockLayout
+) -> tuple[ConjugateTerms, jax.Array]:
+    """:func:`conjugate_terms` and the log density of every other factor of the model.
+
+    The second output sums the log densities of the sites outside the Gaussian block, the
+    auxiliaries and the augmented likelihoods (the observed values of a conditioned model
+    included); :func:`check_conjugate` verifies that it does not move with the block.
+
+    :param model: the augmented model.
+    :param args: its positional arguments.
+    :param kwargs: its keyword arguments.
+    :param layout: the block layout from :func:`block_layout`.
+    """
     d = sum(math.prod(s) for s in layout.shapes)
     z0 = jnp.zeros(d, jnp.result_type(float))
 
     def logits(z):
         return _evaluate(model, args, kwargs, layout, z)[0][0]
 
-    (offset, b, kappa, weight, const), loc, tril, _ = _evaluate(model, args, kwargs, layout, z0)
+    (offset, b, kappa, weight, const), loc, tril, other = _evaluate(
+        model, args, kwargs, layout, z0
+    )
     design = jax.jacfwd(logits)(z0)
     whitened, whitened_offset = design @ tril, design @ loc + offset
-    return ConjugateTerms(
+    terms = ConjugateTerms(
         loc, tril, design, offset, b, kappa, weight, const, whitened, whitened_offset
     )
+    return terms, other
 
 
 def check_conjugate(

@@ -43,7 +43,13 @@ from numpyro_ext.infer.affine_logits import (
     conjugate_terms,
 )
 
-__all__ = ["PolyaGammaGibbs", "PolyaGammaGibbsState", "polya_gamma_sweep", "sample_omega"]
+__all__ = [
+    "PolyaGammaGibbs",
+    "PolyaGammaGibbsState",
+    "polya_gamma_sweep",
+    "sample_gaussian_block",
+    "sample_omega",
+]
 
 
 class PolyaGammaGibbsState(NamedTuple):
@@ -102,14 +108,27 @@ def polya_gamma_sweep(key: jax.Array, z: jax.Array, terms: ConjugateTerms, unit_
     psi = terms.design @ z + terms.offset
     # with weight w on the factor, omega | z ~ PG(b, sqrt(w) psi) (PG(b, 0) where masked)
     omega = sample_omega(key_omega, terms.b, jnp.sqrt(terms.weight) * psi, unit_b)
+    return sample_gaussian_block(key_z, terms, omega), omega
+
+
+def sample_gaussian_block(key: jax.Array, terms: ConjugateTerms, omega: jax.Array) -> jax.Array:
+    r"""The exact draw ``z | omega, y`` (flattened), in the prior's whitened coordinates.
+
+    ``P = I + A^T W Omega A = L_P L_P^T``, ``v ~ N(P^{-1} A^T W (kappa - Omega psi_0), P^{-1})``,
+    ``z = m + L v``: one Cholesky of ``P`` and two triangular solves.
+
+    :param key: random key.
+    :param terms: the conjugate terms (:class:`numpyro_ext.infer.affine_logits.ConjugateTerms`).
+    :param omega: the Pólya-gamma auxiliaries, shape ``(n,)``.
+    """
     A = terms.whitened
     w_omega = terms.weight * omega
     precision = jnp.eye(A.shape[1], dtype=A.dtype) + A.T @ (w_omega[:, None] * A)
     rhs = A.T @ (terms.weight * terms.kappa - w_omega * terms.whitened_offset)
     chol = jnp.linalg.cholesky(precision)
-    noise = jax.random.normal(key_z, rhs.shape, rhs.dtype)
+    noise = jax.random.normal(key, rhs.shape, rhs.dtype)
     v = cho_solve((chol, True), rhs) + solve_triangular(chol.T, noise, lower=False)
-    return terms.loc + terms.scale_tril @ v, omega
+    return terms.loc + terms.scale_tril @ v
 
 
 def _concrete(*trees) -> bool:

@@ -1,0 +1,539 @@
+r"""Collapsed Pólya-gamma Gibbs: hyperparameters updated with the Gaussian block integrated out.
+
+In a hierarchical model the Gaussian block :math:`z = m_\theta + L_\theta v`,
+:math:`v \sim N(0, I)`, has a prior (and possibly a design) that depends on hyperparameters
+:math:`\theta` (scales, lengthscales). Updating :math:`\theta \mid z` and :math:`z \mid \theta`
+in turn mixes slowly when they are tightly coupled (the centred funnel). Given the Pólya-gamma
+auxiliaries :math:`\omega` the augmented likelihood is Gaussian in the logits
+:math:`\psi = A_\theta v + \psi_{0,\theta}` (:math:`A = X L`, :math:`\psi_0 = X m + c`), so the
+block integrates out in closed form (Polson, Scott & Windle 2013, §3):
+
+.. math::
+
+    \log p(y, \omega \mid \theta) = \mathrm{const}
+    + \kappa^\top W \psi_0 - \tfrac12 \psi_0^\top W \Omega \psi_0
+    - \tfrac12 \log |P| + \tfrac12 \lVert L_P^{-1} r \rVert^2,
+    \qquad P = I + A^\top W \Omega A = L_P L_P^\top,\quad r = A^\top W (\kappa - \Omega \psi_0),
+
+where the constant, :math:`\sum_n w_n (\log C(y_n) - b_n \log 2) + \log \mathrm{PG}(\omega_n
+\mid b_n, 0)`, is free of :math:`\theta` as long as the Pólya-gamma shapes :math:`b` and the
+weights :math:`W` are (this is checked). A sweep of :class:`CollapsedPolyaGammaGibbs` draws
+
+1. :math:`\omega \mid z, \theta \sim \mathrm{PG}(b, \psi)`, exactly;
+2. :math:`\theta \mid \omega, y` by univariate slice sampling (Neal 2003, stepping out and
+   shrinkage) of each unconstrained coordinate in turn, against the collapsed density above
+   plus the prior of :math:`\theta` (with the Jacobian of its transform to the real line) and
+   every factor of the model outside the Gaussian block;
+3. :math:`z \mid \theta, \omega, y`, exactly (Gaussian).
+
+Steps 2 and 3 update :math:`(\theta, z) \mid \omega` by a kernel that leaves the marginal of
+:math:`\theta` invariant followed by the exact conditional of :math:`z`, so the sweep is a valid
+blocked Gibbs sampler of the joint posterior.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.linalg import solve_triangular
+from numpyro import handlers
+from numpyro.distributions.transforms import biject_to
+from numpyro.util import is_prng_key
+
+from numpyro_ext.handlers import AUXILIARY_SUFFIX
+from numpyro_ext.infer.affine_logits import (
+    ConjugateTerms,
+    _augmented_terms,
+    _gaussian_prior,
+    _is_auxiliary,
+    _trace,
+    block_layout,
+    check_conjugate,
+    conjugate_terms_and_rest,
+)
+from numpyro_ext.infer.polya_gamma_gibbs import (
+    PolyaGammaGibbs,
+    _concrete,
+    sample_gaussian_block,
+    sample_omega,
+)
+
+__all__ = [
+    "CollapsedPolyaGammaGibbs",
+    "CollapsedPolyaGammaGibbsState",
+    "SliceResult",
+    "collapsed_log_likelihood",
+    "slice_sample",
+]
+
+
+class CollapsedPolyaGammaGibbsState(NamedTuple):
+    """State of :class:`CollapsedPolyaGammaGibbs`.
+
+    :param z: the Gaussian block and the hyperparameters (constrained), by site name.
+    :param omega: the flattened Pólya-gamma auxiliaries of the last sweep.
+    :param u: the hyperparameters in unconstrained space, flattened.
+    :param log_width: log of each unconstrained coordinate's slice width.
+    :param terms: the conjugate terms at the current hyperparameters.
+    :param rest: log density at ``u`` of everything but the Gaussian block and the augmented
+        likelihoods (the hyperparameters' priors and Jacobians, other factors).
+    :param step: the number of sweeps done (widths adapt while it is below ``num_warmup``).
+    :param rng_key: the random key of the next sweep.
+    """
+
+    z: dict
+    omega: jax.Array
+    u: jax.Array
+    log_width: jax.Array
+    terms: ConjugateTerms
+    rest: jax.Array
+    step: jax.Array
+    rng_key: jax.Array
+
+
+class SliceResult(NamedTuple):
+    """One univariate slice update: the new point, its log density and the work it took."""
+
+    x: jax.Array
+    log_density: jax.Array
+    steps_out: jax.Array
+    rejected: jax.Array
+
+
+def collapsed_log_likelihood(terms: ConjugateTerms, omega: jax.Array) -> jax.Array:
+    r"""``log p(y, omega | theta)`` with the Gaussian block integrated out, up to a constant.
+
+    The constant, ``sum_n w_n (log C(y_n) - b_n log 2) + log PG(omega_n | b_n, 0)``, depends on
+    the hyperparameters only through ``b`` and ``W``.
+
+    :param terms: the conjugate terms (prior, design and Pólya-gamma parameters).
+    :param omega: the Pólya-gamma auxiliaries, shape ``(n,)``.
+    """
+    A, psi0, w = terms.whitened, terms.whitened_offset, terms.weight
+    w_omega = w * omega
+    precision = jnp.eye(A.shape[1], dtype=A.dtype) + A.T @ (w_omega[:, None] * A)
+    r = A.T @ (w * terms.kappa - w_omega * psi0)
+    chol = jnp.linalg.cholesky(precision)
+    s = solve_triangular(chol, r, lower=True)
+    return (
+        jnp.dot(w * terms.kappa, psi0)
+        - 0.5 * jnp.dot(w_omega * psi0, psi0)
+        - jnp.sum(jnp.log(jnp.diagonal(chol)))
+        + 0.5 * jnp.dot(s, s)
+    )
+
+
+def slice_sample(
+    key: jax.Array,
+    x0: jax.Array,
+    log_density: Callable[[jax.Array], jax.Array],
+    log_density_x0: jax.Array,
+    width: jax.Array,
+    max_steps_out: int = 8,
+    max_proposals: int = 20,
+) -> SliceResult:
+    r"""One univariate slice-sampling update (Neal 2003, §4: stepping out, then shrinkage).
+
+    Draws the level :math:`\log y = \log f(x_0) - E`, :math:`E \sim \mathrm{Exp}(1)`, places an
+    interval of size ``width`` at random around ``x0``, steps its ends out by ``width`` (at most
+    ``max_steps_out`` steps in all, split at random between the ends, Fig. 3 of the paper) while
+    they lie in the slice, then proposes uniformly in the interval, shrinking it towards ``x0``
+    after each rejection. Both loops are bounded: if ``max_proposals`` proposals are all
+    rejected, ``x0`` is kept, which still leaves :math:`f` invariant (the reversibility argument
+    holds for each number of shrinks separately). A ``nan`` log density counts as ``-inf``.
+
+    :param key: random key.
+    :param x0: current point (scalar).
+    :param log_density: the unnormalised log density, scalar to scalar.
+    :param log_density_x0: its value at ``x0``.
+    :param width: the initial interval size.
+    :param max_steps_out: the most step-outs of both ends together.
+    :param max_proposals: the most proposals of the shrinkage loop.
+
+    >>> import jax, jax.numpy as jnp
+    >>> def logf(x):
+    ...     return -0.5 * x**2
+    >>> r = slice_sample(jax.random.key(0), jnp.array(0.3), logf, logf(0.3), jnp.array(1.0))
+    >>> bool(logf(r.x) > -jnp.inf)
+    True
+    """
+
+    def logf(x):
+        lp = log_density(x)
+        return jnp.where(jnp.isnan(lp), -jnp.inf, lp)
+
+    key_level, key_place, key_split, key_shrink = jax.random.split(key, 4)
+    dtype = jnp.result_type(x0)
+    level = log_density_x0 - jax.random.exponential(key_level, (), dtype)
+    left = x0 - width * jax.random.uniform(key_place, (), dtype)
+    right = left + width
+    left_steps = jnp.floor(max_steps_out * jax.random.uniform(key_split, (), dtype))
+    left_steps = left_steps.astype(jnp.int32)
+    right_steps = max_steps_out - 1 - left_steps
+
+    def step_out(end, steps, direction):
+        def cond(c):
+            return (c[2] > 0) & (c[1] > level)
+
+        def body(c):
+            x = c[0] + direction * width
+            return x, logf(x), c[2] - 1
+
+        x, _, left_over = jax.lax.while_loop(cond, body, (end, logf(end), steps))
+        return x, steps - left_over
+
+    left, n_left = step_out(left, left_steps, -1.0)
+    right, n_right = step_out(right, jnp.maximum(right_steps, 0), 1.0)
+
+    def cond(c):
+        return ~c[5] & (c[4] < max_proposals)
+
+    def body(c):
+        lo, hi, _, _, n, _, k = c
+        k, sub = jax.random.split(k)
+        x = lo + (hi - lo) * jax.random.uniform(sub, (), dtype)
+        lp = logf(x)
+        accepted = lp > level
+        lo = jnp.where(~accepted & (x < x0), x, lo)
+        hi = jnp.where(~accepted & (x >= x0), x, hi)
+        return lo, hi, x, lp, n + 1, accepted, k
+
+    init = (left, right, x0, log_density_x0, jnp.int32(0), jnp.array(False), key_shrink)
+    _, _, x, lp, n, accepted, _ = jax.lax.while_loop(cond, body, init)
+    x = jnp.where(accepted, x, x0)
+    lp = jnp.where(accepted, lp, log_density_x0)
+    rejected = n - accepted.astype(jnp.int32)
+    return SliceResult(x, lp, n_left + n_right, rejected)
+
+
+class _HyperLayout(NamedTuple):
+    """The hyperparameter sites and the shapes of their unconstrained values."""
+
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+
+    @property
+    def size(self) -> int:
+        return sum(math.prod(s) for s in self.shapes)
+
+    def unravel(self, flat: jax.Array) -> dict:
+        sizes = [math.prod(s) for s in self.shapes]
+        pieces = jnp.split(flat, np.cumsum(sizes)[:-1]) if self.names else []
+        return {k: p.reshape(s) for k, p, s in zip(self.names, pieces, self.shapes, strict=True)}
+
+
+def _trace_with(model: Callable, args, kwargs, substitute_fn: Callable) -> dict:
+    seeded = handlers.seed(model, jax.random.key(0))
+    return handlers.trace(handlers.substitute(seeded, substitute_fn=substitute_fn)).get_trace(
+        *args, **kwargs
+    )
+
+
+def _latent(site: dict) -> bool:
+    return site["type"] == "sample" and not site["is_observed"]
+
+
+def _is_gaussian(name: str, fn) -> bool:
+    try:
+        _gaussian_prior(name, fn)
+    except ValueError:
+        return False
+    return True
+
+
+def _hyper_layout(model: Callable, args, kwargs, hyperparameters) -> _HyperLayout:
+    tr = _trace_with(model, args, kwargs, lambda site: None)
+    latent = {k: s for k, s in tr.items() if _latent(s) and not _is_auxiliary(s)}
+    if hyperparameters is None:
+        names = tuple(k for k, s in latent.items() if not _is_gaussian(k, s["fn"]))
+    else:
+        unknown = [k for k in hyperparameters if k not in latent]
+        if unknown:
+            raise ValueError(
+                f"CollapsedPolyaGammaGibbs: hyperparameters {unknown} are not latent sample "
+                f"sites of the model (its latent sites are {list(latent)})"
+            )
+        names = tuple(k for k in latent if k in set(hyperparameters))
+    shapes = []
+    for k in names:
+        support = latent[k]["fn"].support
+        if support.is_discrete:
+            raise ValueError(
+                f"CollapsedPolyaGammaGibbs: hyperparameter site {k!r} is discrete "
+                f"({type(latent[k]['fn']).__name__}); only continuous hyperparameters are "
+                "slice-sampled"
+            )
+        shape = jnp.shape(biject_to(support).inv(latent[k]["value"]))
+        shapes.append(tuple(shape))
+    return _HyperLayout(names, tuple(shapes))
+
+
+def _constrain(model: Callable, args, kwargs, hyper: _HyperLayout, u_flat: jax.Array):
+    """Constrained hyperparameters and ``log |d theta / d u|`` at unconstrained ``u_flat``."""
+    u = hyper.unravel(u_flat)
+
+    def substitute_fn(site):
+        if site["name"] in u:
+            return biject_to(site["fn"].support)(u[site["name"]])
+        if _latent(site):  # the block does not enter the hyperparameters' priors (checked)
+            return jnp.zeros(site["fn"].shape(), u_flat.dtype)
+        return None
+
+    tr = _trace_with(model, args, kwargs, substitute_fn)
+    theta = {k: tr[k]["value"] for k in hyper.names}
+    log_det = sum(
+        jnp.sum(biject_to(tr[k]["fn"].support).log_abs_det_jacobian(u[k], theta[k]))
+        for k in hyper.names
+    )
+    return theta, jnp.asarray(log_det, u_flat.dtype)
+
+
+def _unconstrain(model: Callable, args, kwargs, hyper: _HyperLayout, theta: dict) -> jax.Array:
+    tr = _trace_with(model, args, kwargs, lambda site: theta.get(site["name"]))
+    pieces = [biject_to(tr[k]["fn"].support).inv(theta[k]) for k in hyper.names]
+    return jnp.concatenate([jnp.ravel(p) for p in pieces]) if pieces else jnp.zeros(0)
+
+
+class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
+    r"""Pólya-gamma Gibbs with collapsed slice updates of the non-Gaussian latents.
+
+    For a model whose logits are affine in a Gaussian block given the other latents
+    :math:`\theta` (population scales, lengthscales, the scale of a non-centred
+    parameterisation), each sweep draws :math:`\omega \mid z, \theta` (Pólya-gamma),
+    :math:`\theta \mid \omega, y` with :math:`z` integrated out analytically, by univariate
+    slice sampling (Neal 2003) of each unconstrained coordinate in turn, then
+    :math:`z \mid \theta, \omega, y` exactly (the module docstring has the collapsed density).
+    Collapsing removes the coupling of :math:`\theta` and :math:`z` that slows the centred
+    Gibbs composite ``Gibbs([(PolyaGammaGibbs(model), ...), (NUTS(model), None)])``.
+
+    During warmup the slice width of each coordinate adapts by a Robbins-Monro step on its
+    log, ``log w += 0.5 t^{-0.6} (steps out - rejected proposals)``, which grows a width
+    that has to step out and shrinks one that has to shrink; after warmup it is fixed.
+    ``get_samples()`` holds every latent site of the model, the hyperparameters in their
+    constrained space. The kernel samples the whole model itself (it is not a block of
+    ``numpyro.infer.Gibbs``).
+
+    The Pólya-gamma shapes :math:`b` (e.g. a ``NegativeBinomial`` total count) and the masks
+    of the augmented sites must not depend on :math:`\theta`; the prior of the block and its
+    design may. Both, and the affinity of the logits, are checked at ``init``.
+
+    :param model: the (un-augmented) model.
+    :param hyperparameters: the latent sites updated by the collapsed slice sampler; ``None``
+        (default): every latent site whose prior is not ``Normal``, ``MultivariateNormal`` or
+        ``GaussianProcess``. The other latents form the Gaussian block.
+    :param sites: observed sites to augment (``None``: every supported one).
+    :param width: the initial slice width of each unconstrained coordinate.
+    :param adapt_width: adapt the widths during warmup.
+    :param max_steps_out: the most step-outs of an interval (both ends together).
+    :param max_proposals: the most shrinkage proposals before the current value is kept.
+    :param auxiliaries: also return the Pólya-gamma auxiliaries in the samples.
+    :param check: verify the conjugate structure at ``init`` (skipped under tracing).
+
+    >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+    >>> from numpyro.infer import MCMC
+    >>> def model(g, y):
+    ...     tau = numpyro.sample("tau", dist.HalfNormal(1.0))
+    ...     a = numpyro.sample("a", dist.Normal(0.0, tau).expand([3]).to_event(1))
+    ...     numpyro.sample("y", dist.Bernoulli(logits=a[g]), obs=y)
+    >>> g = jnp.repeat(jnp.arange(3), 4)
+    >>> y = jnp.array([0, 1, 1, 1, 0, 0, 1, 0, 0, 0, 0, 1.0])
+    >>> mcmc = MCMC(CollapsedPolyaGammaGibbs(model), num_warmup=50, num_samples=100,
+    ...             progress_bar=False)
+    >>> mcmc.run(jax.random.key(0), g, y)
+    >>> s = mcmc.get_samples()
+    >>> s["tau"].shape, s["a"].shape, bool((s["tau"] > 0).all())
+    ((100,), (100, 3), True)
+
+    References: N. G. Polson, J. G. Scott, J. Windle, Bayesian inference for logistic models
+    using Pólya-gamma latent variables, JASA 108 (2013); R. M. Neal, Slice sampling, Annals of
+    Statistics 31 (2003).
+    """
+
+    def __init__(
+        self,
+        model: Callable,
+        *,
+        hyperparameters: Iterable[str] | None = None,
+        sites: Iterable[str] | None = None,
+        width: float = 1.0,
+        adapt_width: bool = True,
+        max_steps_out: int = 8,
+        max_proposals: int = 20,
+        auxiliaries: bool = False,
+        check: bool = True,
+    ):
+        super().__init__(model, sites=sites, auxiliaries=auxiliaries, check=check)
+        if isinstance(hyperparameters, str):
+            raise ValueError(
+                "CollapsedPolyaGammaGibbs: 'hyperparameters' must be a list of site names; "
+                f"got {hyperparameters!r}"
+            )
+        if not width > 0:
+            raise ValueError(f"CollapsedPolyaGammaGibbs: 'width' must be positive; got {width}")
+        if max_steps_out < 1 or max_proposals < 1:
+            raise ValueError(
+                "CollapsedPolyaGammaGibbs: 'max_steps_out' and 'max_proposals' must be at "
+                f"least 1; got {max_steps_out} and {max_proposals}"
+            )
+        self._hyperparameters = None if hyperparameters is None else tuple(hyperparameters)
+        self._width = float(width)
+        self._adapt_width = adapt_width
+        self._max_steps_out = int(max_steps_out)
+        self._max_proposals = int(max_proposals)
+        self._hyper: _HyperLayout | None = None
+        self._num_warmup = 0
+
+    def _terms(self, u: jax.Array, args, kwargs):
+        """Conjugate terms, the rest of the log density and the hyperparameters at ``u``."""
+        theta, log_det = _constrain(self._model, args, kwargs, self._hyper, u)
+        model = self._augmented(handlers.condition(self._model, data=theta))
+        terms, rest = conjugate_terms_and_rest(model, args, kwargs, self._layout)
+        return terms, rest + log_det, theta
+
+    def _check_structure(self, args, kwargs, u: jax.Array) -> None:
+        """Affinity at ``u``; ``b`` and the weights unchanged at another point."""
+        theta, _ = _constrain(self._model, args, kwargs, self._hyper, u)
+        model = self._augmented(handlers.condition(self._model, data=theta))
+        check_conjugate(model, args, kwargs, self._layout)
+        other = u + jnp.asarray(np.random.default_rng(1).normal(size=u.shape), u.dtype)
+        b_weight = []
+        for point in (u, other):
+            theta, _ = _constrain(self._model, args, kwargs, self._hyper, point)
+            model = self._augmented(handlers.condition(self._model, data=theta))
+            _, b, _, weight, _ = _augmented_terms(_trace(model, args, kwargs, {}))
+            b_weight.append((np.asarray(b), np.asarray(weight)))
+        for what, x, y in zip(
+            ("Pólya-gamma shape b (a Binomial or NegativeBinomial total count)", "mask or scale"),
+            *b_weight,
+            strict=True,
+        ):
+            bad = ~np.isclose(x, y, rtol=1e-6, atol=1e-6)
+            if bad.any():
+                raise ValueError(
+                    f"CollapsedPolyaGammaGibbs: the {what} of site "
+                    f"{self._augmented_site(int(np.argmax(bad)))!r} depends on the "
+                    f"hyperparameters {list(self._hyper.names)}; the collapsed density needs "
+                    "it fixed. Sample them in another block instead: Gibbs([(PolyaGammaGibbs("
+                    "model), [gaussian sites]), (NUTS(model), None)])"
+                )
+
+    def _augmented_site(self, index: int) -> str:
+        layout = self._layout
+        sizes = np.cumsum([math.prod(s) for s in layout.auxiliary_shapes])
+        name = layout.auxiliaries[int(np.searchsorted(sizes, index, side="right"))]
+        return name.removesuffix(AUXILIARY_SUFFIX)
+
+    def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
+        args, kwargs = model_args, {} if model_kwargs is None else model_kwargs
+        self._num_warmup = int(num_warmup)
+        hyper = _hyper_layout(self._model, args, kwargs, self._hyperparameters)
+        self._hyper = hyper
+        dtype = jnp.result_type(float)
+        u_proto = jnp.zeros(hyper.size, dtype)
+        theta, _ = _constrain(self._model, args, kwargs, hyper, u_proto)
+        model = self._augmented(handlers.condition(self._model, data=theta))
+        layout = block_layout(model, args, kwargs)
+        self._layout = layout
+        self._has_deterministic = layout.has_deterministic
+        self._sample_fn = self.sample
+        if self._check and _concrete(args, kwargs):
+            with jax.ensure_compile_time_eval():
+                self._check_structure(args, kwargs, u_proto)
+
+        def init_one(key, params):
+            params = params or {}
+            key, key_u, key_z = jax.random.split(key, 3)
+            if hyper.names and all(k in params for k in hyper.names):
+                theta = {k: params[k] for k in hyper.names}
+                u = _unconstrain(self._model, args, kwargs, hyper, theta).astype(dtype)
+            else:  # like numpyro's init_to_uniform
+                u = jax.random.uniform(key_u, (hyper.size,), dtype, -2.0, 2.0)
+            terms, rest, theta = self._terms(u, args, kwargs)
+            if all(k in params for k in layout.names):
+                z = layout.ravel(params).astype(dtype)
+            else:
+                noise = jax.random.normal(key_z, terms.loc.shape, dtype)
+                z = terms.loc + terms.scale_tril @ noise
+            omega = jnp.zeros_like(terms.b)
+            log_width = jnp.full(hyper.size, math.log(self._width), dtype)
+            return CollapsedPolyaGammaGibbsState(
+                {**self._z(layout, z, omega), **theta}, omega, u, log_width, terms, rest,
+                jnp.int32(0), key,
+            )  # fmt: skip
+
+        # jitted: tracing the model eagerly, op by op, takes seconds
+        if is_prng_key(rng_key):
+            return jax.jit(init_one)(rng_key, init_params)
+        return jax.jit(jax.vmap(init_one))(rng_key, init_params)
+
+    def _update_hyperparameters(self, key, state, omega, args, kwargs):
+        """Slice-sample each unconstrained coordinate of ``u`` against the collapsed density."""
+
+        def log_target(u):
+            terms, rest, _ = self._terms(u, args, kwargs)
+            return collapsed_log_likelihood(terms, omega) + rest
+
+        adapt = self._adapt_width & (state.step < self._num_warmup)
+        gain = 0.5 * (state.step + 1.0) ** -0.6
+
+        def coordinate(i, carry):
+            u, lp, log_width, key = carry
+            key, sub = jax.random.split(key)
+            width = jnp.exp(log_width[i])
+            result = slice_sample(
+                sub, u[i], lambda x: log_target(u.at[i].set(x)), lp, width,
+                self._max_steps_out, self._max_proposals,
+            )  # fmt: skip
+            step = jnp.where(adapt, gain * (result.steps_out - result.rejected), 0.0)
+            log_width = log_width.at[i].set(jnp.clip(log_width[i] + step, -10.0, 10.0))
+            return u.at[i].set(result.x), result.log_density, log_width, key
+
+        lp = collapsed_log_likelihood(state.terms, omega) + state.rest
+        u, _, log_width, _ = jax.lax.fori_loop(
+            0, self._hyper.size, coordinate, (state.u, lp, state.log_width, key)
+        )
+        return u, log_width
+
+    def _sweep(self, state: CollapsedPolyaGammaGibbsState, args, kwargs):
+        layout = self._layout
+        key, key_omega, key_hyper, key_z = jax.random.split(state.rng_key, 4)
+        terms = state.terms
+        z = layout.ravel(state.z)
+        psi = terms.design @ z + terms.offset
+        omega = sample_omega(key_omega, terms.b, jnp.sqrt(terms.weight) * psi, layout.unit_b)
+        u, log_width = self._update_hyperparameters(key_hyper, state, omega, args, kwargs)
+        terms, rest, theta = self._terms(u, args, kwargs)
+        z = sample_gaussian_block(key_z, terms, omega)
+        return CollapsedPolyaGammaGibbsState(
+            {**self._z(layout, z, omega), **theta}, omega, u, log_width, terms, rest,
+            state.step + 1, key,
+        )  # fmt: skip
+
+    def sample(self, state, model_args, model_kwargs):
+        if self._layout is None:
+            raise ValueError("CollapsedPolyaGammaGibbs: call init before sample")
+        kwargs = {} if model_kwargs is None else model_kwargs
+        if is_prng_key(state.rng_key):
+            return self._sweep(state, model_args, kwargs)
+        return jax.vmap(lambda s: self._sweep(s, model_args, kwargs))(state)
+
+    def refresh(self, state, model_args, model_kwargs):
+        raise ValueError(
+            "CollapsedPolyaGammaGibbs samples every latent site of the model itself and is not "
+            "a block of numpyro.infer.Gibbs; use PolyaGammaGibbs for a Gaussian block there"
+        )
+
+    def gibbs_fn(self, *model_args, **model_kwargs) -> Callable:
+        raise ValueError(
+            "CollapsedPolyaGammaGibbs has no HMCGibbs update; use PolyaGammaGibbs(model).gibbs_fn"
+        )
+
+    def wrap_model(self, wrapper):
+        kernel = super().wrap_model(wrapper)
+        kernel._hyper = None
+        return kernel
