@@ -45,6 +45,32 @@ def _residual(X, y, mean_fn):
     return y if mean_fn is None else y - mean_fn(X)
 
 
+def _factor_B(A: jax.Array) -> jax.Array:
+    """Cholesky factor of ``B = I + A A^T``, plainly.
+
+    The eigenvalues of ``B`` are at least one, so it never needs jitter, and a factorisation of
+    a finite ``A`` cannot fail; NaN or inf in ``A`` comes out as NaN. Unlike ``Kuu``'s jitter-safe
+    factorisation it therefore has no loop and no failure check: no control flow that an
+    accelerator would have to report to the host on every call.
+    """
+    B = A @ A.T
+    return jnp.linalg.cholesky(B + jnp.eye(B.shape[0], dtype=B.dtype))
+
+
+def _inverse_factor(LB: jax.Array) -> jax.Array:
+    r"""Lower-triangular ``R`` with ``R R^T = B^{-1}``, without forming ``B^{-1}``.
+
+    With ``J`` the reversal permutation, ``J B J = C C^T`` (``C`` lower) gives ``B = U U^T`` with
+    ``U = J C J`` upper triangular, so ``R = U^{-T}`` is lower triangular. ``B = L_B L_B^T``
+    is reversed and factored again; ``B``'s eigenvalues are at least one, so neither
+    factorisation needs jitter.
+    """
+    B = LB @ LB.T
+    U = jnp.linalg.cholesky(B[::-1, ::-1])[::-1, ::-1]
+    eye = jnp.eye(LB.shape[0], dtype=LB.dtype)
+    return solve_triangular(U, eye, lower=False).T
+
+
 def _terms(kernel, X, y, Z, noise_variance, mean_fn, jitter):
     X = as_inputs(X)
     inducing = _inducing(Z)
@@ -52,8 +78,7 @@ def _terms(kernel, X, y, Z, noise_variance, mean_fn, jitter):
     sigma = jnp.sqrt(noise_variance)
     L = cholesky(inducing.Kuu(kernel), jitter=jitter, name="Kuu (inducing covariance)")
     A = solve_triangular(L, inducing.Kuf(kernel, X), lower=True) / sigma
-    B = jnp.eye(A.shape[0], dtype=A.dtype) + A @ A.T
-    LB = cholesky(B, jitter=0.0, name="B = I + A A^T")
+    LB = _factor_B(A)
     c = solve_triangular(LB, A @ r, lower=True) / sigma
     return X, inducing, r, L, A, LB, c
 
@@ -128,8 +153,7 @@ def collapsed_q_u(
     """
     _, _, _, L, _, LB, c = _terms(kernel, X, y, Z, noise_variance, mean_fn, jitter)
     q_mu = solve_triangular(LB.T, c, lower=False)
-    LB_inv = solve_triangular(LB, jnp.eye(LB.shape[0], dtype=LB.dtype), lower=True)
-    q_sqrt = cholesky(LB_inv.T @ LB_inv, jitter=0.0, name="B^-1")
+    q_sqrt = _inverse_factor(LB)
     if whiten:
         return q_mu, q_sqrt
     return L @ q_mu, L @ q_sqrt

@@ -111,3 +111,35 @@ def test_bad_targets_raise_a_clear_error():
     X, _ = _data()
     with pytest.raises(ValueError, match=r"y must have shape \(30,\)"):
         collapsed_elbo(SquaredExponential(), X, jnp.ones(29), X[::3], NOISE)
+
+
+def _primitives(jaxpr, name):
+    """Occurrences of primitive ``name`` in ``jaxpr`` and every sub-jaxpr."""
+    n = 0
+    for eqn in jaxpr.eqns:
+        n += eqn.primitive.name == name
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            n += _primitives(sub, name)
+    return n
+
+
+def test_only_kuu_is_factored_with_a_jitter_loop_even_under_grad(x64):
+    # B = I + A A^T has eigenvalues >= 1: it is factored plainly, so the bound, its gradient and
+    # the optimal q(u) keep a single data-dependent loop (Kuu's jitter escalation), which an
+    # accelerator must report to the host once per call.
+    X, y = _data()
+    Z, kernel = X[::3], SquaredExponential(1.3, 0.7)
+    bound = lambda Z: collapsed_elbo(kernel, X, y, Z, NOISE)  # noqa: E731
+    for fn in (bound, jax.value_and_grad(bound), lambda Z: collapsed_q_u(kernel, X, y, Z, NOISE)):
+        jaxpr = jax.make_jaxpr(fn)(Z).jaxpr
+        assert _primitives(jaxpr, "while") == 1
+        assert _primitives(jaxpr, "pure_callback") == 1  # Kuu's failure report, inside its loop
+
+
+def test_nan_hyperparameters_give_a_nan_bound_rather_than_an_error(x64):
+    X, y = _data()
+    bound = jax.jit(collapsed_elbo)(SquaredExponential(jnp.nan, 0.7), X, y, X[::3], NOISE)
+    assert bool(jnp.isnan(bound))
+    q_mu, q_sqrt = collapsed_q_u(SquaredExponential(1.3, 0.7), X, y, X[::3], jnp.nan)
+    assert bool(jnp.all(jnp.isnan(q_sqrt)))
+    assert bool(jnp.all(jnp.isnan(q_mu)))
