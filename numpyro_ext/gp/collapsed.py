@@ -25,7 +25,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpyro
-from jax.scipy.linalg import solve_triangular
+from jax.scipy.linalg import cho_solve, solve_triangular
 
 from numpyro_ext.gp.inducing import InducingPoints, InducingVariables
 from numpyro_ext.gp.kernels import Kernel, as_inputs
@@ -116,12 +116,75 @@ def collapsed_elbo(
     >>> bool(jnp.isfinite(bound))
     True
     """
-    X, _, r, _, A, LB, c = _terms(kernel, X, y, Z, noise_variance, mean_fn, jitter)
-    N = X.shape[0]
-    log_det = jnp.sum(jnp.log(jnp.diagonal(LB))) + 0.5 * N * jnp.log(noise_variance)
-    fit = 0.5 * (jnp.sum(r**2) / noise_variance - jnp.sum(c**2))
-    trace = 0.5 * (jnp.sum(kernel.diag(X)) / noise_variance - jnp.sum(A**2))
-    return -0.5 * N * math.log(2 * math.pi) - log_det - fit - trace
+    X = as_inputs(X)
+    inducing = _inducing(Z)
+    r = _residual(X, y, mean_fn)
+    L = cholesky(inducing.Kuu(kernel), jitter=jitter, name="Kuu (inducing covariance)")
+    Kuf = inducing.Kuf(kernel, X)
+    dtype = jnp.result_type(Kuf, r, noise_variance)
+    args = (L, Kuf, r, noise_variance, jnp.sum(kernel.diag(X)))
+    return _sgpr_bound(*(jnp.asarray(a, dtype) for a in args))
+
+
+def _sgpr_forward(L, Kuf, r, s2, tr_Kff):
+    """The bound from ``L = chol(Kuu)``, ``Kuf``, the residual, sigma^2 and tr Kff."""
+    A0 = solve_triangular(L, Kuf, lower=True)  # A = A0 / sigma
+    G = A0 @ A0.T
+    LB = jnp.linalg.cholesky(G / s2 + jnp.eye(G.shape[0], dtype=G.dtype))  # see _factor_B
+    v = A0 @ r
+    c = solve_triangular(LB, v, lower=True) / s2
+    N = r.shape[0]
+    log_det = jnp.sum(jnp.log(jnp.diagonal(LB))) + 0.5 * N * jnp.log(s2)
+    fit = 0.5 * (r @ r / s2 - c @ c)
+    trace = 0.5 * (tr_Kff - jnp.trace(G)) / s2
+    bound = -0.5 * N * math.log(2 * math.pi) - log_det - fit - trace
+    return bound, (A0, G, LB, v, c)
+
+
+@jax.custom_jvp
+def _sgpr_bound(L, Kuf, r, s2, tr_Kff):
+    return _sgpr_forward(L, Kuf, r, s2, tr_Kff)[0]
+
+
+@_sgpr_bound.defjvp
+def _sgpr_bound_jvp(primals, tangents):
+    r"""The bound's gradient in closed form: four O(N M^2) operations in all, not six.
+
+    Automatic differentiation of the forward pass (``A0 = L^{-1} Kuf``, ``G = A0 A0^T``) adds
+    four ``(M, N)`` products (two for the adjoint of ``G``, the triangular solve for ``Kuf`` and
+    ``\bar A_0 A_0^T`` for ``L``); here, with ``B = I + G / s2``, ``u = B^{-1} A0 r``,
+    ``P = B^{-1} G`` and ``e = r - A0^T u / s2``, the gradient with respect to ``A0`` is
+    ``(P A0 + u e^T) / s2^2`` (one product), ``Kuf`` gets ``L^{-T}`` of it (one solve) and
+    ``L`` gets ``-L^{-T} (P G + u (A0 e)^T) / s2^2``, which is ``M x M``. The rule's own
+    operations are ordinary JAX, so forward mode and Hessians still work.
+    """
+    L, Kuf, r, s2, tr_Kff = primals
+    bound, (A0, G, LB, v, c) = _sgpr_forward(L, Kuf, r, s2, tr_Kff)
+    u = s2 * solve_triangular(LB.T, c, lower=False)  # B^-1 A0 r
+    P = cho_solve((LB, True), G)  # B^-1 G
+    e = r - A0.T @ u / s2
+    grad_A0 = (P @ A0 + jnp.outer(u, e)) / s2**2
+    grad_A0_At = (P @ G + jnp.outer(u, v - G @ u / s2)) / s2**2  # grad_A0 @ A0^T
+    rhs = jnp.concatenate([grad_A0, grad_A0_At], axis=1)
+    solved = solve_triangular(L.T, rhs, lower=False)
+    grad_Kuf, grad_L = solved[:, : Kuf.shape[1]], -jnp.tril(solved[:, Kuf.shape[1] :])
+    grad_r = -e / s2
+    N = r.shape[0]
+    grad_s2 = 0.5 * (
+        (jnp.trace(P) + r @ r + tr_Kff - jnp.trace(G)) / s2**2
+        + u @ G @ u / s2**4
+        - 2.0 * (v @ u) / s2**3
+        - N / s2
+    )
+    dL, dKuf, dr, ds2, dtr = tangents
+    tangent = (
+        jnp.sum(grad_L * dL)
+        + jnp.sum(grad_Kuf * dKuf)
+        + grad_r @ dr
+        + grad_s2 * ds2
+        - 0.5 * dtr / s2
+    )
+    return bound, tangent
 
 
 @partial(jax.jit, static_argnames=("mean_fn", "jitter", "whiten"))

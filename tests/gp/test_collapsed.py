@@ -143,3 +143,39 @@ def test_nan_hyperparameters_give_a_nan_bound_rather_than_an_error(x64):
     q_mu, q_sqrt = collapsed_q_u(SquaredExponential(1.3, 0.7), X, y, X[::3], jnp.nan)
     assert bool(jnp.all(jnp.isnan(q_sqrt)))
     assert bool(jnp.all(jnp.isnan(q_mu)))
+
+
+def _plain_bound(kernel, X, y, Z, noise, mean_fn):
+    """The bound (anchors' formula) in plain JAX, for automatic differentiation to check."""
+    L = jnp.linalg.cholesky(kernel(Z) + 1e-6 * jnp.eye(Z.shape[0]))
+    A = jax.scipy.linalg.solve_triangular(L, kernel(Z, X), lower=True) / jnp.sqrt(noise)
+    LB = jnp.linalg.cholesky(jnp.eye(Z.shape[0]) + A @ A.T)
+    r = y - mean_fn(X)
+    c = jax.scipy.linalg.solve_triangular(LB, A @ r, lower=True) / jnp.sqrt(noise)
+    N = X.shape[0]
+    return (
+        -0.5 * N * jnp.log(2 * jnp.pi * noise)
+        - jnp.sum(jnp.log(jnp.diagonal(LB)))
+        - 0.5 * (r @ r / noise - c @ c)
+        - 0.5 * (jnp.sum(kernel.diag(X)) / noise - jnp.sum(A**2))
+    )
+
+
+def test_closed_form_gradient_and_hessian_match_automatic_differentiation(x64):
+    X, y = _data()
+    h = (jnp.array(1.3), jnp.array(0.7), X[::3] + 0.05, jnp.array(NOISE), jnp.array(0.2))
+
+    def split(h):
+        kernel = SquaredExponential(h[0], h[1])
+        return kernel, X, y, h[2], h[3], lambda X: h[4] * X[:, 0]
+
+    ours = lambda h: collapsed_elbo.__wrapped__(*split(h))  # noqa: E731
+    plain = lambda h: _plain_bound(*split(h))  # noqa: E731
+    value_and_grad = jax.jit(lambda h: (jax.value_and_grad(ours)(h), jax.value_and_grad(plain)(h)))
+    (got, got_grad), (want, want_grad) = value_and_grad(h)
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    for got, want in zip(got_grad, want_grad, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-10)
+    # Forward mode goes through the rule's own operations: second derivatives are exact too.
+    hessians = [jax.jit(jax.hessian(lambda p, f=f: f(p + h[2:])))(h[:2]) for f in (ours, plain)]
+    np.testing.assert_allclose(np.array(hessians[0]), np.array(hessians[1]), rtol=1e-8)
