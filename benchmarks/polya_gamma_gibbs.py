@@ -1,31 +1,44 @@
 """Effective samples per second: PolyaGammaGibbs against NumPyro NUTS, and draws per second
 against a hand-written NumPy + ``polyagamma`` Gibbs loop.
 
-Both MCMC kernels are warmed up through ``numpyro.infer.MCMC`` (one chain), then their
-post-warmup transitions run as one jitted ``lax.scan`` over ``kernel.sample``, compiled ahead of
-time (``jit(...).lower(...).compile()``, reported separately) and timed with
-``harness.time_call``. ESS is arviz-stats' bulk ESS of those draws, per scalar parameter; the
-tables give the minimum (with the parameter it belongs to) and the median over the parameters,
-each divided by the sampling time. The samplers run different numbers of transitions where one
-of them is much slower per transition; each count gives an ESS of at least a hundred or so.
+Every MCMC kernel is warmed up through ``numpyro.infer.MCMC``, then its post-warmup transitions
+run as one jitted ``lax.scan`` over ``kernel.sample``, compiled ahead of time
+(``jit(...).lower(...).compile()``, reported separately) and timed with ``harness.time_call``.
+ESS is arviz-stats' bulk ESS of those draws (over all chains), per scalar of the reported sites
+(constrained, deterministic sites included); the tables give the minimum (with the parameter it
+belongs to) and the median over the parameters, each divided by the sampling time of all
+chains. The samplers run different numbers of transitions where one of them is much slower per
+transition; each count gives an ESS of at least a hundred or so.
 
 Models: (a) logistic regression on scikit-learn's breast-cancer data (569 x 30, standardised;
 the model of :mod:`numpyro_ext.demo.sections.logistic_regression`); (b) a Bernoulli GLM with 100
 observations, 9 filter coefficients under a strongly correlated smoothness prior plus an offset;
 (c) GP classification of 200 points in 2-D with a squared-exponential GaussianProcess prior over
 the function values (fixed hyperparameters); (d) a hierarchical logistic model (8 group
-intercepts with a HalfNormal population scale, a common slope) by a ``numpyro.infer.Gibbs``
-composite, PolyaGammaGibbs for the coefficients and NUTS for the scale, against NUTS on all.
+intercepts with a HalfNormal population scale, a common slope, 25 observations a group) by
+CollapsedPolyaGammaGibbs (the scale slice-sampled with the coefficients integrated out) and by a
+``numpyro.infer.Gibbs`` composite (PolyaGammaGibbs for the coefficients, NUTS for the scale),
+against NUTS; (e) the same model with 40 groups of 5 observations, where the data say little
+about each intercept (the funnel regime of the centred parameterisation), centred and
+non-centred (``a = tau a_raw``, ``a_raw ~ N(0, 1)``) for both CollapsedPolyaGammaGibbs and
+NUTS; its ratios divide by the better NUTS row.
 
 The last table compares draws per second with a NumPy loop on (a), for one chain and for eight
 chains (vectorised in both implementations: one ``chain_method="vectorized"`` kernel, and
 batched NumPy linear algebra with one ``random_polyagamma`` call per sweep, on one BLAS thread).
 
-    python benchmarks/polya_gamma_gibbs.py          # about three minutes on two CPU cores
+    python benchmarks/polya_gamma_gibbs.py                  # about four minutes on two CPU cores
+    python benchmarks/polya_gamma_gibbs.py --cases d,e      # a subset: a, b, c, d, e, loop
+    python benchmarks/polya_gamma_gibbs.py --chains 256     # vectorised chains (for a GPU)
+
+With ``--chains N`` (N > 1) every ESS table runs N chains with ``chain_method="vectorized"``
+(ESS over all chains, ESS/s = ESS / wall time of all chains) and the NumPy-loop table compares
+N chains, the NumPy loop batched over the N chains.
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import arviz_stats
@@ -41,9 +54,10 @@ from threadpoolctl import threadpool_limits
 from numpyro_ext.demo.sections.logistic_regression import load_breast_cancer, logistic_regression
 from numpyro_ext.distributions import GaussianProcess
 from numpyro_ext.gp import SquaredExponential
-from numpyro_ext.infer import PolyaGammaGibbs
+from numpyro_ext.infer import CollapsedPolyaGammaGibbs, PolyaGammaGibbs
 
 NUM_CHAINS_VECTORISED = 8
+CASES = ("a", "b", "c", "d", "e", "loop")
 
 
 def filter_glm_data(seed: int = 0, n: int = 100, lags: int = 9):
@@ -90,50 +104,65 @@ def hierarchical_data(seed: int = 0, groups: int = 8, per_group: int = 25):
     return jnp.asarray(g), jnp.asarray(x), jnp.asarray(y)
 
 
-def hierarchical(g, x, y):
-    """``tau ~ HalfNormal(1)``, ``a ~ N(0, tau^2)``, ``b ~ N(0, 1)``, logits ``a[g] + b x``."""
-    tau = numpyro.sample("tau", dist.HalfNormal(1.0))
-    a = numpyro.sample("a", dist.Normal(0.0, tau).expand([8]).to_event(1))
-    b = numpyro.sample("b", dist.Normal(0.0, 1.0))
-    with numpyro.plate("data", x.shape[0]):
-        numpyro.sample("y", dist.Bernoulli(logits=a[g] + b * x), obs=y)
+def hierarchical_model(groups: int, centred: bool = True):
+    """``tau ~ HalfNormal(1)``, ``a ~ N(0, tau^2)`` (``groups`` of them), ``b ~ N(0, 1)``,
+    logits ``a[g] + b x``; non-centred: ``a = tau a_raw``, ``a_raw ~ N(0, 1)``."""
+
+    def model(g, x, y):
+        tau = numpyro.sample("tau", dist.HalfNormal(1.0))
+        if centred:
+            a = numpyro.sample("a", dist.Normal(0.0, tau).expand([groups]).to_event(1))
+        else:
+            a_raw = numpyro.sample("a_raw", dist.Normal(0.0, 1.0).expand([groups]).to_event(1))
+            a = numpyro.deterministic("a", tau * a_raw)
+        b = numpyro.sample("b", dist.Normal(0.0, 1.0))
+        with numpyro.plate("data", x.shape[0]):
+            numpyro.sample("y", dist.Bernoulli(logits=a[g] + b * x), obs=y)
+
+    return model
 
 
-def _flat_names(z: dict) -> list[str]:
-    names = []
-    for k in sorted(z):
-        size = int(np.prod(np.shape(z[k])))
-        names += [k] if size == 1 and np.ndim(z[k]) == 0 else [f"{k}[{i}]" for i in range(size)]
-    return names
+hierarchical = hierarchical_model(8)
+
+
+def _flat(z: dict, names) -> tuple[jax.Array, list[str]]:
+    """``(..., parameters)`` of the sites ``names`` of draws ``z`` (leading axes kept)."""
+    leaves, labels = [], []
+    for k in names:
+        v = jnp.asarray(z[k])
+        lead = v.shape[:2]
+        size = int(np.prod(v.shape[2:]))
+        leaves.append(v.reshape(*lead, size))
+        labels += [k] if v.ndim == 2 else [f"{k}[{i}]" for i in range(size)]
+    return jnp.concatenate(leaves, -1), labels
 
 
 def compiled_transitions(kernel, args, num_warmup: int, num_draws: int, num_chains: int = 1):
     """Warm up with MCMC, then compile a scan of ``num_draws`` transitions once.
 
-    :return: ``(run, names, compile_seconds)``; ``run()`` gives draws of shape
-        ``(num_draws, [chains,] parameters)`` and the number of divergent transitions (NUTS).
+    :return: ``(run, postprocess, compile_seconds)``; ``run()`` gives the raw draws of
+        ``state.z``, shape ``(num_draws, chains, ...)``, and the number of divergent transitions
+        (NUTS); ``postprocess`` maps them to the model's constrained and deterministic sites.
     """
     mcmc = MCMC(kernel, num_warmup=num_warmup, num_samples=1, num_chains=num_chains,
                 chain_method="vectorized", progress_bar=False)  # fmt: skip
     mcmc.warmup(jax.random.key(0), *args)
     state = mcmc.post_warmup_state
-    batch = () if num_chains == 1 else (num_chains,)
-
-    def flat(z):
-        return jnp.concatenate([jnp.reshape(z[k], (*batch, -1)) for k in sorted(z)], -1)
 
     def run(state):
         def step(s, _):
             s = kernel.sample(s, args, {})
-            return s, (flat(s.z), jnp.sum(getattr(s, "diverging", False)))
+            z = s.z if num_chains > 1 else jax.tree.map(lambda v: v[None], s.z)
+            return s, (z, jnp.sum(getattr(s, "diverging", False)))
 
         return jax.lax.scan(step, state, None, length=num_draws)[1]
 
     start = time.perf_counter()
     compiled = jax.jit(run).lower(state).compile()
     seconds = time.perf_counter() - start
-    z0 = jax.tree.map(lambda v: v[0], state.z) if num_chains > 1 else state.z
-    return (lambda: compiled(state)), _flat_names(z0), seconds
+    post = kernel.postprocess_fn(args, {})
+    postprocess = jax.jit(jax.vmap(jax.vmap(post)))
+    return (lambda: compiled(state)), postprocess, seconds
 
 
 def ess(draws) -> np.ndarray:
@@ -143,39 +172,47 @@ def ess(draws) -> np.ndarray:
     return np.atleast_1d(arviz_stats.ess(d, chain_axis=1, draw_axis=0))
 
 
-def compare_ess(
-    title, model, args, pg_kernel=None, pg=(300, 1000), nuts=(300, 1000), repeats=2, **nuts_kwargs
-):
-    """One table: ESS/s of PolyaGammaGibbs (or a composite) and NUTS; ``(warmup, draws)`` each.
+def compare_ess(title, rows, args, num_chains=1, names=None, reference=None, repeats=2):
+    """One table: ESS/s of each row ``(label, kernel, (warmup, draws))``.
 
-    :return: ``{sampler: (draws per second, min ESS/s)}``.
+    :param names: the reported sites (``None``: those of the first kernel's state).
+    :param reference: the label the ratio columns divide by (``None``: the NUTS row with the
+        highest min ESS/s).
+    :return: ``{label: (draws per second of all chains, min ESS/s)}``.
     """
+    chains = f"{num_chains} chain" + ("s, vectorised" if num_chains > 1 else "")
     table = Table(
-        f"{title}: ESS/s after compilation (1 chain)",
+        f"{title}: ESS/s after compilation ({chains})",
         ["sampler", "draws", "compile (s)", "time (s)", "min ESS (parameter)", "median ESS",
          "min ESS/s", "median ESS/s", "ratio min ESS/s", "ratio median ESS/s", "divergent"],
     )  # fmt: skip
-    pg_kernel = PolyaGammaGibbs(model) if pg_kernel is None else pg_kernel
-    rows = {}
-    for name, kernel, (num_warmup, num_draws) in (
-        ("PolyaGammaGibbs", pg_kernel, pg),
-        ("NUTS", NUTS(model, **nuts_kwargs), nuts),
-    ):
-        run, names, compile_s = compiled_transitions(kernel, args, num_warmup, num_draws)
+    results = {}
+    for label, kernel, (num_warmup, num_draws) in rows:
+        run, postprocess, compile_s = compiled_transitions(
+            kernel, args, num_warmup, num_draws, num_chains
+        )
         draws = []
         timing = time_call(lambda run=run, draws=draws: draws.append(run()) or draws[-1],
                            repeats=repeats)  # fmt: skip
-        e = ess(draws[-1][0])
-        divergent = int(draws[-1][1].sum()) if name == "NUTS" else "-"
-        rows[name] = (num_draws, compile_s, timing.median, e, names[int(np.argmin(e))], divergent)
-    nuts_min = rows["NUTS"][3].min() / rows["NUTS"][2]
-    nuts_median = np.median(rows["NUTS"][3]) / rows["NUTS"][2]
+        z, divergent = draws[-1]
+        if names is None:
+            names = sorted(z)
+        flat, labels = _flat(postprocess(z), names)
+        e = ess(flat)
+        divergent = int(divergent.sum()) if "NUTS" in label and "Gibbs" not in label else "-"
+        results[label] = (num_draws, compile_s, timing.median, e, labels[int(np.argmin(e))],
+                          divergent)  # fmt: skip
+    if reference is None:
+        nuts = [k for k in results if k.startswith("NUTS")]
+        reference = max(nuts, key=lambda k: results[k][3].min() / results[k][2])
+    ref_min = results[reference][3].min() / results[reference][2]
+    ref_median = np.median(results[reference][3]) / results[reference][2]
     out = {}
-    for name, (n, compile_s, t, e, worst, divergent) in rows.items():
-        table.add(name, n, compile_s, t, f"{e.min():.0f} ({worst})", np.median(e),
-                  e.min() / t, np.median(e) / t, e.min() / t / nuts_min,
-                  np.median(e) / t / nuts_median, divergent)  # fmt: skip
-        out[name] = (n / t, e.min() / t)
+    for label, (n, compile_s, t, e, worst, divergent) in results.items():
+        table.add(label, n, compile_s, t, f"{e.min():.0f} ({worst})", np.median(e),
+                  e.min() / t, np.median(e) / t, e.min() / t / ref_min,
+                  np.median(e) / t / ref_median, divergent)  # fmt: skip
+        out[label] = (num_chains * n / t, e.min() / t)
     table.print()
     return out
 
@@ -203,7 +240,7 @@ def numpy_gibbs(X, y, prior_precision, num_draws: int, num_chains: int = 1, seed
     return out
 
 
-def compare_numpy_loop(pg_draws_per_second: float):
+def compare_numpy_loop(num_chains: int = 1):
     X, y, _ = load_breast_cancer()
     Xd = np.concatenate([np.ones((X.shape[0], 1)), np.asarray(X)], 1)
     precision = np.diag(np.r_[1.0 / 25.0, np.full(X.shape[1], 4.0)])
@@ -212,63 +249,108 @@ def compare_numpy_loop(pg_draws_per_second: float):
         ["implementation", "chains", "draws per chain", "time (s)", "draws/s",
          "ratio (ours / NumPy)"],
     )  # fmt: skip
-    c = NUM_CHAINS_VECTORISED
-    run, _, _ = compiled_transitions(PolyaGammaGibbs(logistic_regression), (X, y), 100, 300, c)
-    t_ours = time_call(run, repeats=2).median
-    rates = {}
-    # one BLAS thread: at these sizes (569 x 31) more threads only add synchronisation, and on an
-    # oversubscribed machine OpenBLAS's spinning threads slow the loop down several-fold
-    with threadpool_limits(1):
-        for chains, n in ((1, 300), (c, 100)):
+    counts = (1, NUM_CHAINS_VECTORISED) if num_chains == 1 else (num_chains,)
+    for chains in counts:
+        n_ours, n_numpy = (1000, 300) if chains == 1 else (300, 100)
+        run, _, _ = compiled_transitions(
+            PolyaGammaGibbs(logistic_regression), (X, y), 100, n_ours, chains
+        )
+        t_ours = time_call(run, repeats=2).median
+        # one BLAS thread: at these sizes (569 x 31) more threads only add synchronisation, and
+        # on an oversubscribed machine OpenBLAS's spinning threads slow the loop down
+        with threadpool_limits(1):
             numpy_gibbs(Xd, y, precision, 5, chains)  # first-call costs out of the timing
-            t = time_call(lambda n=n, chains=chains: numpy_gibbs(Xd, y, precision, n, chains),
-                          repeats=2).median  # fmt: skip
-            rates[chains] = (n, t, chains * n / t)
-    ours = {
-        1: (1000, 1000 / pg_draws_per_second, pg_draws_per_second),
-        c: (300, t_ours, c * 300 / t_ours),
-    }
-    for chains in (1, c):
-        n, t, rate = ours[chains]
-        table.add("numpyro_ext PolyaGammaGibbs", chains, n, t, rate, rate / rates[chains][2])
-        n, t, rate = rates[chains]
-        table.add("NumPy + polyagamma loop", chains, n, t, rate, 1.0)
+            t_numpy = time_call(
+                lambda n=n_numpy, chains=chains: numpy_gibbs(Xd, y, precision, n, chains),
+                repeats=2,
+            ).median
+        ours, numpy_rate = chains * n_ours / t_ours, chains * n_numpy / t_numpy
+        table.add("numpyro_ext PolyaGammaGibbs", chains, n_ours, t_ours, ours, ours / numpy_rate)
+        table.add("NumPy + polyagamma loop", chains, n_numpy, t_numpy, numpy_rate, 1.0)
     table.print()
 
 
+def hierarchical_tables(cases, num_chains: int) -> None:
+    if "d" in cases:
+        composite = Gibbs(
+            [(PolyaGammaGibbs(hierarchical), ["a", "b"]), (NUTS(hierarchical), None)]
+        )
+        compare_ess(
+            "(d) Hierarchical logistic, 8 groups x 25: CollapsedPolyaGammaGibbs, "
+            "Gibbs(PG for a, b; NUTS for tau), NUTS",
+            [
+                ("CollapsedPolyaGammaGibbs", CollapsedPolyaGammaGibbs(hierarchical), (500, 2000)),
+                ("Gibbs(PolyaGammaGibbs, NUTS)", composite, (500, 2000)),
+                ("NUTS", NUTS(hierarchical), (500, 2000)),
+            ],
+            hierarchical_data(),
+            num_chains,
+            names=["tau", "a", "b"],
+            reference="NUTS",
+        )
+    if "e" in cases:
+        centred, non_centred = hierarchical_model(40), hierarchical_model(40, centred=False)
+        compare_ess(
+            "(e) Hierarchical logistic, 40 groups x 5 (funnel regime), centred (c) and "
+            "non-centred (nc); ratios to the better NUTS",
+            [
+                ("CollapsedPolyaGammaGibbs (c)", CollapsedPolyaGammaGibbs(centred), (500, 2000)),
+                (
+                    "CollapsedPolyaGammaGibbs (nc)",
+                    CollapsedPolyaGammaGibbs(non_centred),
+                    (500, 2000),
+                ),
+                ("NUTS (c)", NUTS(centred), (500, 2000)),
+                ("NUTS (nc)", NUTS(non_centred), (500, 2000)),
+            ],
+            hierarchical_data(groups=40, per_group=5),
+            num_chains,
+            names=["tau", "a", "b"],
+        )
+
+
 def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chains", type=int, default=1, help="vectorised chains per sampler")
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated subset")
+    options = parser.parse_args()
+    cases = set(options.cases.split(","))
+    if cases - set(CASES):
+        parser.error(f"unknown cases {sorted(cases - set(CASES))}; choose from {CASES}")
+    n = options.chains
     start = time.perf_counter()
     X, y, _ = load_breast_cancer()
-    rates = compare_ess(
-        "(a) Breast-cancer logistic regression (31 coefficients)", logistic_regression, (X, y)
-    )
-    compare_ess(
-        "(b) Bernoulli filter GLM, correlated prior (10 coefficients)",
-        filter_glm,
-        filter_glm_data(),
-        nuts=(300, 400),
-    )
-    compare_ess(
-        "(c) GP classification, 200 points in 2-D (200 latent function values)",
-        gp_classification,
-        gp_classification_data(),
-        pg=(100, 500),
-        nuts=(100, 100),
-        repeats=1,
-        # from a prior draw: the default uniform(-2, 2) start has a potential of ~1e7 under this
-        # nearly singular 200 x 200 covariance, and NUTS's short warmup may not get away from it
-        init_strategy=init_to_sample,
-    )
-    composite = Gibbs([(PolyaGammaGibbs(hierarchical), ["a", "b"]), (NUTS(hierarchical), None)])
-    compare_ess(
-        "(d) Hierarchical logistic, Gibbs(PG for a, b; NUTS for tau) vs NUTS",
-        hierarchical,
-        hierarchical_data(),
-        pg_kernel=composite,
-        pg=(500, 2000),
-        nuts=(500, 2000),
-    )
-    compare_numpy_loop(rates["PolyaGammaGibbs"][0])
+    if "a" in cases:
+        compare_ess(
+            "(a) Breast-cancer logistic regression (31 coefficients)",
+            [("PolyaGammaGibbs", PolyaGammaGibbs(logistic_regression), (300, 1000)),
+             ("NUTS", NUTS(logistic_regression), (300, 1000))],
+            (X, y),
+            n,
+        )  # fmt: skip
+    if "b" in cases:
+        compare_ess(
+            "(b) Bernoulli filter GLM, correlated prior (10 coefficients)",
+            [("PolyaGammaGibbs", PolyaGammaGibbs(filter_glm), (300, 1000)),
+             ("NUTS", NUTS(filter_glm), (300, 400))],
+            filter_glm_data(),
+            n,
+        )  # fmt: skip
+    if "c" in cases:
+        # NUTS from a prior draw: the default uniform(-2, 2) start has a potential of ~1e7 under
+        # this nearly singular 200 x 200 covariance, and NUTS's short warmup may not get away
+        nuts = NUTS(gp_classification, init_strategy=init_to_sample)
+        compare_ess(
+            "(c) GP classification, 200 points in 2-D (200 latent function values)",
+            [("PolyaGammaGibbs", PolyaGammaGibbs(gp_classification), (100, 500)),
+             ("NUTS", nuts, (100, 100))],
+            gp_classification_data(),
+            n,
+            repeats=1,
+        )  # fmt: skip
+    hierarchical_tables(cases, n)
+    if "loop" in cases:
+        compare_numpy_loop(n)
     print(environment())
     print(f"total {time.perf_counter() - start:.0f} s")
 

@@ -40,8 +40,10 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import solve_triangular
+import numpyro.distributions as dist
+from jax.scipy.linalg import cho_solve, solve_triangular
 from numpyro import handlers
+from numpyro.distributions.distribution import ExpandedDistribution, Independent
 from numpyro.distributions.transforms import biject_to
 from numpyro.util import is_prng_key
 
@@ -49,6 +51,7 @@ from numpyro_ext.handlers import AUXILIARY_SUFFIX
 from numpyro_ext.infer.affine_logits import (
     ConjugateTerms,
     _augmented_terms,
+    _evaluate,
     _gaussian_prior,
     _is_auxiliary,
     _trace,
@@ -79,7 +82,8 @@ class CollapsedPolyaGammaGibbsState(NamedTuple):
     :param omega: the flattened Pólya-gamma auxiliaries of the last sweep.
     :param u: the hyperparameters in unconstrained space, flattened.
     :param log_width: log of each unconstrained coordinate's slice width.
-    :param terms: the conjugate terms at the current hyperparameters.
+    :param terms: the conjugate terms at the current hyperparameters (without ``whitened``
+        where the design does not depend on them: that path works from the Gram matrix).
     :param rest: log density at ``u`` of everything but the Gaussian block and the augmented
         likelihoods (the hyperparameters' priors and Jacobians, other factors).
     :param step: the number of sweeps done (widths adapt while it is below ``num_warmup``).
@@ -167,48 +171,48 @@ def slice_sample(
         lp = log_density(x)
         return jnp.where(jnp.isnan(lp), -jnp.inf, lp)
 
-    key_level, key_place, key_split, key_shrink = jax.random.split(key, 4)
     dtype = jnp.result_type(x0)
-    level = log_density_x0 - jax.random.exponential(key_level, (), dtype)
-    left = x0 - width * jax.random.uniform(key_place, (), dtype)
-    right = left + width
-    left_steps = jnp.floor(max_steps_out * jax.random.uniform(key_split, (), dtype))
-    left_steps = left_steps.astype(jnp.int32)
-    right_steps = max_steps_out - 1 - left_steps
+    # one batch of uniforms: the level, the placement, the split of the step-outs, proposals
+    uniforms = jax.random.uniform(key, (3 + max_proposals,), dtype)
+    level = log_density_x0 + jnp.log(uniforms[0])  # log f(x0) - Exp(1)
+    left = x0 - width * uniforms[1]
+    left_steps = jnp.floor(max_steps_out * uniforms[2]).astype(jnp.int32)
+    steps = jnp.stack([left_steps, max_steps_out - 1 - left_steps])
+    direction = jnp.array([-1.0, 1.0], dtype)
 
-    def step_out(end, steps, direction):
-        def cond(c):
-            return (c[2] > 0) & (c[1] > level)
+    # both ends step out in one loop, their densities evaluated as a batch of two; an end whose
+    # budget is spent is not evaluated (Neal's "while J > 0 and y < f(L)")
+    def out_cond(c):
+        return jnp.any(c[2])
 
-        def body(c):
-            x = c[0] + direction * width
-            return x, logf(x), c[2] - 1
+    def out_body(c):
+        ends, left_over, active = c
+        grow = active & (jax.vmap(logf)(ends) > level)
+        ends = jnp.where(grow, ends + direction * width, ends)
+        left_over = left_over - grow.astype(jnp.int32)
+        return ends, left_over, grow & (left_over > 0)
 
-        x, _, left_over = jax.lax.while_loop(cond, body, (end, logf(end), steps))
-        return x, steps - left_over
-
-    left, n_left = step_out(left, left_steps, -1.0)
-    right, n_right = step_out(right, jnp.maximum(right_steps, 0), 1.0)
+    ends = jnp.stack([left, left + width])
+    ends, left_over, _ = jax.lax.while_loop(out_cond, out_body, (ends, steps, steps > 0))
 
     def cond(c):
         return ~c[5] & (c[4] < max_proposals)
 
     def body(c):
-        lo, hi, _, _, n, _, k = c
-        k, sub = jax.random.split(k)
-        x = lo + (hi - lo) * jax.random.uniform(sub, (), dtype)
+        lo, hi, _, _, n, _ = c
+        x = lo + (hi - lo) * uniforms[3 + n]
         lp = logf(x)
         accepted = lp > level
         lo = jnp.where(~accepted & (x < x0), x, lo)
         hi = jnp.where(~accepted & (x >= x0), x, hi)
-        return lo, hi, x, lp, n + 1, accepted, k
+        return lo, hi, x, lp, n + 1, accepted
 
-    init = (left, right, x0, log_density_x0, jnp.int32(0), jnp.array(False), key_shrink)
-    _, _, x, lp, n, accepted, _ = jax.lax.while_loop(cond, body, init)
+    init = (ends[0], ends[1], x0, log_density_x0, jnp.int32(0), jnp.array(False))
+    _, _, x, lp, n, accepted = jax.lax.while_loop(cond, body, init)
     x = jnp.where(accepted, x, x0)
     lp = jnp.where(accepted, lp, log_density_x0)
     rejected = n - accepted.astype(jnp.int32)
-    return SliceResult(x, lp, n_left + n_right, rejected)
+    return SliceResult(x, lp, jnp.sum(steps - left_over), rejected)
 
 
 class _HyperLayout(NamedTuple):
@@ -299,6 +303,18 @@ def _unconstrain(model: Callable, args, kwargs, hyper: _HyperLayout, theta: dict
     return jnp.concatenate([jnp.ravel(p) for p in pieces]) if pieces else jnp.zeros(0)
 
 
+def _diagonal_prior(model: Callable, args, kwargs, layout) -> bool:
+    """Whether every site of the block has an (expanded, independent) ``Normal`` prior."""
+    tr = _trace(model, args, kwargs, {})
+    for k in layout.names:
+        fn = tr[k]["fn"]
+        while isinstance(fn, (ExpandedDistribution, Independent)):
+            fn = fn.base_dist
+        if not isinstance(fn, dist.Normal):
+            return False
+    return True
+
+
 class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
     r"""Pólya-gamma Gibbs with collapsed slice updates of the non-Gaussian latents.
 
@@ -387,13 +403,92 @@ class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
         self._max_proposals = int(max_proposals)
         self._hyper: _HyperLayout | None = None
         self._num_warmup = 0
+        self._fixed_design = False
+        self._diagonal_prior = False
 
-    def _terms(self, u: jax.Array, args, kwargs):
-        """Conjugate terms, the rest of the log density and the hyperparameters at ``u``."""
+    def _terms(self, u: jax.Array, args, kwargs, design: jax.Array | None = None):
+        """Conjugate terms, the rest of the log density and the hyperparameters at ``u``.
+
+        With ``design`` (a design known not to move with the hyperparameters) the logits are
+        not differentiated: one trace of the model gives the prior, the offset and the rest.
+        """
         theta, log_det = _constrain(self._model, args, kwargs, self._hyper, u)
         model = self._augmented(handlers.condition(self._model, data=theta))
-        terms, rest = conjugate_terms_and_rest(model, args, kwargs, self._layout)
+        if design is None:
+            terms, rest = conjugate_terms_and_rest(model, args, kwargs, self._layout)
+            return terms, rest + log_det, theta
+        z0 = jnp.zeros(design.shape[1], design.dtype)
+        (offset, b, kappa, weight, const), loc, tril, rest = _evaluate(
+            model, args, kwargs, self._layout, z0
+        )
+        # no ``whitened`` (an O(n d^2) product): the fixed-design path works from the Gram matrix
+        terms = ConjugateTerms(
+            loc, tril, design, offset, b, kappa, weight, const, None, design @ loc + offset
+        )
         return terms, rest + log_det, theta
+
+    def _log_target(
+        self, terms: ConjugateTerms, omega: jax.Array, args, kwargs, gram=None
+    ) -> Callable:
+        """``u -> log p(u | omega, y)`` up to a constant (``terms``: those of this sweep;
+        ``gram``: :meth:`_gram` of a fixed design, if already formed)."""
+        if not self._fixed_design:
+
+            def log_target(u):
+                terms, rest, _ = self._terms(u, args, kwargs)
+                return collapsed_log_likelihood(terms, omega) + rest
+
+            return log_target
+
+        # a fixed design X: P = I + L^T (X^T W Omega X) L with the Gram matrix formed once a
+        # sweep, so that an evaluation costs O(n d + d^3) rather than O(n d^2)
+        gram = self._gram(terms, omega) if gram is None else gram
+
+        def log_target(u):
+            t, rest, _ = self._terms(u, args, kwargs, design=terms.design)
+            chol, r, psi0 = self._whitened_system(t, omega, gram)
+            s = solve_triangular(chol, r, lower=True)
+            w_omega = t.weight * omega
+            return (
+                jnp.dot(t.weight * t.kappa, psi0)
+                - 0.5 * jnp.dot(w_omega * psi0, psi0)
+                - jnp.sum(jnp.log(jnp.diagonal(chol)))
+                + 0.5 * jnp.dot(s, s)
+                + rest
+            )
+
+        return log_target
+
+    @staticmethod
+    def _gram(terms: ConjugateTerms, omega: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(X^T W Omega X, X^T W kappa)`` of a fixed design."""
+        X, w = terms.design, terms.weight
+        return X.T @ ((w * omega)[:, None] * X), X.T @ (w * terms.kappa)
+
+    def _whitened_system(self, t: ConjugateTerms, omega: jax.Array, gram):
+        """``(chol(P), r, psi_0)`` from the Gram matrix of a fixed design (``t.whitened`` is not
+        used); a diagonal prior scale makes ``L^T G L`` an elementwise product."""
+        X, (G, x_kappa) = t.design, gram
+        psi0 = X @ t.loc + t.offset
+        r_z = x_kappa - G @ t.loc - X.T @ (t.weight * omega * t.offset)
+        eye = jnp.eye(X.shape[1], dtype=X.dtype)
+        if self._diagonal_prior:
+            scale = jnp.diagonal(t.scale_tril)
+            precision, r = eye + G * scale[:, None] * scale[None, :], scale * r_z
+        else:
+            L = t.scale_tril
+            precision, r = eye + L.T @ G @ L, L.T @ r_z
+        return jnp.linalg.cholesky(precision), r, psi0
+
+    def _design_is_fixed(self, args, kwargs, u: jax.Array) -> bool:
+        """Whether the design is the same at ``u`` and at another point (concrete inputs)."""
+        if u.size == 0:
+            return True
+        design = jax.jit(lambda u: self._terms(u, args, kwargs)[0].design)
+        other = u + jnp.asarray(np.random.default_rng(2).normal(size=u.shape), u.dtype)
+        x, y = np.asarray(design(u)), np.asarray(design(other))
+        eps = float(np.finfo(x.dtype).eps)
+        return bool(np.allclose(x, y, rtol=1e3 * eps, atol=1e3 * eps * (np.abs(x).max() + 1)))
 
     def _check_structure(self, args, kwargs, u: jax.Array) -> None:
         """Affinity at ``u``; ``b`` and the weights unchanged at another point."""
@@ -441,9 +536,13 @@ class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
         self._layout = layout
         self._has_deterministic = layout.has_deterministic
         self._sample_fn = self.sample
-        if self._check and _concrete(args, kwargs):
+        self._fixed_design = False
+        self._diagonal_prior = _diagonal_prior(model, args, kwargs, layout)
+        if _concrete(args, kwargs):
             with jax.ensure_compile_time_eval():
-                self._check_structure(args, kwargs, u_proto)
+                if self._check:
+                    self._check_structure(args, kwargs, u_proto)
+                self._fixed_design = self._design_is_fixed(args, kwargs, u_proto)
 
         def init_one(key, params):
             params = params or {}
@@ -454,6 +553,8 @@ class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
             else:  # like numpyro's init_to_uniform
                 u = jax.random.uniform(key_u, (hyper.size,), dtype, -2.0, 2.0)
             terms, rest, theta = self._terms(u, args, kwargs)
+            if self._fixed_design:  # the state holds the terms as the sweeps make them
+                terms, rest, theta = self._terms(u, args, kwargs, design=terms.design)
             if all(k in params for k in layout.names):
                 z = layout.ravel(params).astype(dtype)
             else:
@@ -471,13 +572,10 @@ class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
             return jax.jit(init_one)(rng_key, init_params)
         return jax.jit(jax.vmap(init_one))(rng_key, init_params)
 
-    def _update_hyperparameters(self, key, state, omega, args, kwargs):
+    def _update_hyperparameters(self, key, state, omega, args, kwargs, gram=None):
         """Slice-sample each unconstrained coordinate of ``u`` against the collapsed density."""
 
-        def log_target(u):
-            terms, rest, _ = self._terms(u, args, kwargs)
-            return collapsed_log_likelihood(terms, omega) + rest
-
+        log_target = self._log_target(state.terms, omega, args, kwargs, gram)
         adapt = self._adapt_width & (state.step < self._num_warmup)
         gain = 0.5 * (state.step + 1.0) ** -0.6
 
@@ -493,7 +591,10 @@ class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
             log_width = log_width.at[i].set(jnp.clip(log_width[i] + step, -10.0, 10.0))
             return u.at[i].set(result.x), result.log_density, log_width, key
 
-        lp = collapsed_log_likelihood(state.terms, omega) + state.rest
+        if self._fixed_design:
+            lp = log_target(state.u)
+        else:  # the terms at u are at hand
+            lp = collapsed_log_likelihood(state.terms, omega) + state.rest
         u, _, log_width, _ = jax.lax.fori_loop(
             0, self._hyper.size, coordinate, (state.u, lp, state.log_width, key)
         )
@@ -506,13 +607,28 @@ class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
         z = layout.ravel(state.z)
         psi = terms.design @ z + terms.offset
         omega = sample_omega(key_omega, terms.b, jnp.sqrt(terms.weight) * psi, layout.unit_b)
-        u, log_width = self._update_hyperparameters(key_hyper, state, omega, args, kwargs)
-        terms, rest, theta = self._terms(u, args, kwargs)
-        z = sample_gaussian_block(key_z, terms, omega)
+        # the Gram matrix of a fixed design depends on omega only: formed once a sweep
+        gram = self._gram(terms, omega) if self._fixed_design else None
+        u, log_width = self._update_hyperparameters(key_hyper, state, omega, args, kwargs, gram)
+        if self._fixed_design:
+            terms, rest, theta = self._terms(u, args, kwargs, design=state.terms.design)
+            z = self._sample_block(key_z, terms, omega, gram)
+        else:
+            terms, rest, theta = self._terms(u, args, kwargs)
+            z = sample_gaussian_block(key_z, terms, omega)
         return CollapsedPolyaGammaGibbsState(
             {**self._z(layout, z, omega), **theta}, omega, u, log_width, terms, rest,
             state.step + 1, key,
         )  # fmt: skip
+
+    def _sample_block(self, key, terms: ConjugateTerms, omega: jax.Array, gram) -> jax.Array:
+        """``z | theta, omega, y`` through the Gram matrix of a fixed design."""
+        chol, r, _ = self._whitened_system(terms, omega, gram)
+        noise = jax.random.normal(key, r.shape, r.dtype)
+        v = cho_solve((chol, True), r) + solve_triangular(chol.T, noise, lower=False)
+        if self._diagonal_prior:
+            return terms.loc + jnp.diagonal(terms.scale_tril) * v
+        return terms.loc + terms.scale_tril @ v
 
     def sample(self, state, model_args, model_kwargs):
         if self._layout is None:

@@ -34,20 +34,29 @@ MASK = np.arange(12) != 4
 COV = np.array([[1.0, 0.5, 0.0], [0.5, 2.0, 0.3], [0.0, 0.3, 1.5]])
 
 
-def scaled_binomial(x, y):
-    """Binomial(3) logits ``x (s beta) + 0.2`` with ``beta ~ N(m, s^2 K)``: the prior scale and
-    the design both depend on the hyperparameter ``s`` (non-centred and centred at once)."""
-    s = numpyro.sample("s", dist.LogNormal(0.0, 0.5))
-    beta = numpyro.sample("beta", dist.MultivariateNormal(jnp.array([0.3, -0.2, 0.1]), s**2 * COV))
-    with numpyro.plate("n", x.shape[0]):
-        numpyro.sample("y", dist.Binomial(3, logits=x @ (s * beta) + 0.2).mask(MASK), obs=y)
+def binomial_model(design_moves: bool):
+    """Binomial(3) logits ``x (s beta) + 0.2`` (``design_moves``) or ``x beta + 0.2``, with
+    ``beta ~ N(m, s^2 K)``: the prior scale, and the design if asked, depend on ``s``."""
+
+    def model(x, y):
+        s = numpyro.sample("s", dist.LogNormal(0.0, 0.5))
+        m = jnp.array([0.3, -0.2, 0.1])
+        beta = numpyro.sample("beta", dist.MultivariateNormal(m, s**2 * COV))
+        coef = s * beta if design_moves else beta
+        with numpyro.plate("n", x.shape[0]):
+            numpyro.sample("y", dist.Binomial(3, logits=x @ coef + 0.2).mask(MASK), obs=y)
+
+    return model
 
 
-def dense_log_integral(s, omega):
+scaled_binomial = binomial_model(True)
+
+
+def dense_log_integral(s, omega, design_moves=True):
     """``log int N(beta; m, s^2 K) prod_n exp(w_n (kappa_n psi_n - omega_n psi_n^2 / 2))``
     with explicit inverses and determinants in beta-space (float64)."""
     m, K = np.array([0.3, -0.2, 0.1]), s**2 * COV
-    Xs, c, w = s * X, 0.2, MASK.astype(float)
+    Xs, c, w = (s * X if design_moves else X), 0.2, MASK.astype(float)
     kappa = Y - 1.5
     S = np.linalg.inv(K)
     Q = Xs.T @ np.diag(w * omega) @ Xs
@@ -73,19 +82,23 @@ def test_collapsed_log_likelihood_equals_dense_gaussian_integral(x64, s):
     np.testing.assert_allclose(got, dense_log_integral(s, omega), rtol=1e-10)
 
 
-def test_kernel_target_adds_the_prior_and_jacobian_of_the_hyperparameter(x64):
+@pytest.mark.parametrize("design_moves", [True, False])
+def test_kernel_target_adds_the_prior_and_jacobian_of_the_hyperparameter(x64, design_moves):
+    """The kernel's target at unconstrained u = log s; a fixed design takes the Gram-matrix
+    path, a moving one differentiates the logits at each evaluation."""
     args = (jnp.asarray(X), jnp.asarray(Y))
-    kernel = CollapsedPolyaGammaGibbs(scaled_binomial)
-    kernel.init(jax.random.key(0), 0, None, args, {})
+    kernel = CollapsedPolyaGammaGibbs(binomial_model(design_moves))
+    state = kernel.init(jax.random.key(0), 0, None, args, {})
+    assert kernel._fixed_design is not design_moves
     omega = RNG.gamma(2.0, 0.3, size=12)
+    log_target = kernel._log_target(state.terms, jnp.asarray(omega), args, {})
     for u in (-0.7, 0.4):
-        terms, rest, theta = kernel._terms(jnp.array([u]), args, {})
         s = math.exp(u)
-        np.testing.assert_allclose(theta["s"], s, rtol=1e-12)
         # log LogNormal(s | 0, 0.5) + log |ds/du| = log N(u | 0, 0.5)
-        expected = dense_log_integral(s, omega) + dist.Normal(0.0, 0.5).log_prob(u)
-        got = collapsed_log_likelihood(terms, jnp.asarray(omega)) + rest
-        np.testing.assert_allclose(got, expected, rtol=1e-10)
+        expected = dense_log_integral(s, omega, design_moves) + dist.Normal(0.0, 0.5).log_prob(u)
+        np.testing.assert_allclose(log_target(jnp.array([u])), expected, rtol=1e-10)
+        _, _, theta = kernel._terms(jnp.array([u]), args, {})
+        np.testing.assert_allclose(theta["s"], s, rtol=1e-12)
 
 
 def test_slice_update_leaves_a_gamma_target_invariant():
