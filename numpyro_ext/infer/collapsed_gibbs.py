@@ -491,10 +491,7 @@ class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
         return bool(np.allclose(x, y, rtol=1e3 * eps, atol=1e3 * eps * (np.abs(x).max() + 1)))
 
     def _check_structure(self, args, kwargs, u: jax.Array) -> None:
-        """Affinity at ``u``; ``b`` and the weights unchanged at another point."""
-        theta, _ = _constrain(self._model, args, kwargs, self._hyper, u)
-        model = self._augmented(handlers.condition(self._model, data=theta))
-        check_conjugate(model, args, kwargs, self._layout)
+        """``b`` and the weights unchanged at another point (two traces); affinity at ``u``."""
         other = u + jnp.asarray(np.random.default_rng(1).normal(size=u.shape), u.dtype)
         b_weight = []
         for point in (u, other):
@@ -516,6 +513,9 @@ class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
                     "it fixed. Sample them in another block instead: Gibbs([(PolyaGammaGibbs("
                     "model), [gaussian sites]), (NUTS(model), None)])"
                 )
+        theta, _ = _constrain(self._model, args, kwargs, self._hyper, u)
+        model = self._augmented(handlers.condition(self._model, data=theta))
+        check_conjugate(model, args, kwargs, self._layout)
 
     def _augmented_site(self, index: int) -> str:
         layout = self._layout
