@@ -28,7 +28,8 @@ def load_breast_cancer() -> tuple[jax.Array, jax.Array, list[str]]:
     data = load()
     X = (data.data - data.data.mean(0)) / data.data.std(0)
     names = [str(n).replace(" ", "_") for n in data.feature_names]
-    return jnp.asarray(X), jnp.asarray(data.target, X.dtype), names
+    X = jnp.asarray(X)
+    return X, jnp.asarray(data.target, X.dtype), names
 
 
 def logistic_regression(X, y=None):
