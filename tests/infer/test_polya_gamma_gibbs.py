@@ -165,3 +165,21 @@ def test_a_model_without_logit_likelihood_is_refused():
 
     with pytest.raises(ValueError, match="no observed Bernoulli, Binomial or NegativeBin"):
         PolyaGammaGibbs(model).init(jax.random.key(0), 0, None, (), {})
+
+
+def _products_at_full_precision(jaxpr) -> tuple[int, int]:
+    text = str(jaxpr)
+    highest = "precision=(Precision.HIGHEST, Precision.HIGHEST)"
+    return text.count("dot_general["), text.count(highest)
+
+
+def test_init_and_sweeps_use_full_precision_products():
+    """No reduced-precision float32 products: TF32 on a GPU broke the check and exactness."""
+    kernel = PolyaGammaGibbs(regression("bernoulli"))
+    args = (jnp.asarray(X), jnp.asarray(Y_BERNOULLI))
+    init = jax.make_jaxpr(lambda key: kernel.init(key, 0, None, args, {}).terms)
+    state = kernel.init(jax.random.key(0), 0, None, args, {})
+    sweep = jax.make_jaxpr(lambda s: kernel.sample(s, args, {}))(state)
+    for jaxpr in (init(jax.random.key(0)), sweep):
+        products, full = _products_at_full_precision(jaxpr)
+        assert products > 0 and full == products
