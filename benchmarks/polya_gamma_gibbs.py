@@ -52,6 +52,7 @@ from harness import Table, environment, time_call
 from numpyro.infer import MCMC, NUTS, Gibbs, init_to_sample
 from threadpoolctl import threadpool_limits
 
+from numpyro_ext.demo.sections.hierarchical import hierarchical_data, hierarchical_model
 from numpyro_ext.demo.sections.logistic_regression import load_breast_cancer, logistic_regression
 from numpyro_ext.distributions import GaussianProcess
 from numpyro_ext.gp import SquaredExponential
@@ -94,33 +95,6 @@ def gp_classification(X, y):
     f = numpyro.sample("f", GaussianProcess(SquaredExponential(2.0, 0.8), X))
     with numpyro.plate("data", X.shape[0]):
         numpyro.sample("y", dist.Bernoulli(logits=f), obs=y)
-
-
-def hierarchical_data(seed: int = 0, groups: int = 8, per_group: int = 25):
-    rng = np.random.default_rng(seed)
-    g = np.repeat(np.arange(groups), per_group)
-    x = rng.normal(size=g.size)
-    a = rng.normal(0.0, 1.0, groups)
-    y = (rng.uniform(size=x.size) < 1 / (1 + np.exp(-(a[g] + 0.8 * x)))).astype(float)
-    return jnp.asarray(g), jnp.asarray(x), jnp.asarray(y)
-
-
-def hierarchical_model(groups: int, centred: bool = True):
-    """``tau ~ HalfNormal(1)``, ``a ~ N(0, tau^2)`` (``groups`` of them), ``b ~ N(0, 1)``,
-    logits ``a[g] + b x``; non-centred: ``a = tau a_raw``, ``a_raw ~ N(0, 1)``."""
-
-    def model(g, x, y):
-        tau = numpyro.sample("tau", dist.HalfNormal(1.0))
-        if centred:
-            a = numpyro.sample("a", dist.Normal(0.0, tau).expand([groups]).to_event(1))
-        else:
-            a_raw = numpyro.sample("a_raw", dist.Normal(0.0, 1.0).expand([groups]).to_event(1))
-            a = numpyro.deterministic("a", tau * a_raw)
-        b = numpyro.sample("b", dist.Normal(0.0, 1.0))
-        with numpyro.plate("data", x.shape[0]):
-            numpyro.sample("y", dist.Bernoulli(logits=a[g] + b * x), obs=y)
-
-    return model
 
 
 hierarchical = hierarchical_model(8)

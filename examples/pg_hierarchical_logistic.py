@@ -16,39 +16,22 @@ from pathlib import Path
 
 import arviz_stats as azs
 import jax
-import jax.numpy as jnp
-import matplotlib.pyplot as plt
-import numpy as np
-import numpyro
-import numpyro.distributions as dist
 from numpyro.infer import MCMC, NUTS, Gibbs
 
 from numpyro_ext.arviz import from_mcmc
+from numpyro_ext.demo.sections.hierarchical import (
+    hierarchical_data,
+    hierarchical_model,
+    plot_scale_posteriors,
+)
 from numpyro_ext.infer import CollapsedPolyaGammaGibbs, PolyaGammaGibbs
 
-NUM_GROUPS = 8
-
-
-def data(seed=0, per_group=25):
-    rng = np.random.default_rng(seed)
-    group = np.repeat(np.arange(NUM_GROUPS), per_group)
-    x = rng.normal(size=group.size)
-    a = rng.normal(0.0, 1.0, NUM_GROUPS)
-    y = (rng.uniform(size=x.size) < 1 / (1 + np.exp(-(a[group] + 0.8 * x)))).astype(float)
-    return jnp.asarray(group), jnp.asarray(x), jnp.asarray(y)
-
-
-def model(group, x, y=None):
-    tau = numpyro.sample("tau", dist.HalfNormal(1.0))
-    a = numpyro.sample("a", dist.Normal(0.0, tau).expand([NUM_GROUPS]).to_event(1))
-    b = numpyro.sample("b", dist.Normal(0.0, 1.0))
-    with numpyro.plate("data", x.shape[0]):
-        numpyro.sample("y", dist.Bernoulli(logits=a[group] + b * x), obs=y)
+model = hierarchical_model(groups=8)
 
 
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    args = data()
+    args = hierarchical_data()
     kernels = {
         "collapsed PG Gibbs": CollapsedPolyaGammaGibbs(model),
         "PG Gibbs + NUTS": Gibbs([(PolyaGammaGibbs(model), ["a", "b"]), (NUTS(model), None)]),
@@ -62,11 +45,7 @@ def main(out: Path) -> None:
         trees[name] = from_mcmc(mcmc)
         print(f"\n{name}")
         print(azs.summary(trees[name], var_names=["tau", "a", "b"]).to_string())
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for name, dt in trees.items():
-        ax.hist(np.ravel(dt.posterior["tau"]), bins=60, density=True, histtype="step", label=name)
-    ax.set(xlabel="tau", title="Population scale: collapsed PG Gibbs, Gibbs composite, NUTS")
-    ax.legend()
+    fig = plot_scale_posteriors(trees)
     fig.savefig(out / "pg_hierarchical_logistic.png", dpi=110, bbox_inches="tight")
     print(f"figure: {out / 'pg_hierarchical_logistic.png'}")
 
