@@ -46,6 +46,7 @@ from numpyro_ext.infer.affine_logits import (
     block_layout,
     check_conjugate,
     conjugate_terms,
+    full_precision,
 )
 
 __all__ = ["PolyaGammaLocalFit", "polya_gamma_local_vi"]
@@ -114,6 +115,7 @@ def _bound(terms, mu, chol, c, mean_psi, second_psi, b, active):
     return jnp.sum(lik) - jnp.sum(kl_omega) - kl_v
 
 
+@full_precision
 def polya_gamma_local_vi(
     model: Callable, *args, num_steps: int = 50, check: bool = True, **kwargs
 ) -> PolyaGammaLocalFit:

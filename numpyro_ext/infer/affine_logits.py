@@ -18,6 +18,7 @@ not move with :math:`z`, and raises a ``ValueError`` naming the offending site o
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import NamedTuple
@@ -44,7 +45,24 @@ __all__ = [
     "check_conjugate",
     "conjugate_terms",
     "conjugate_terms_and_rest",
+    "full_precision",
 ]
+
+
+def full_precision(fn: Callable) -> Callable:
+    """Trace ``fn`` with full-precision float32 matrix products.
+
+    An accelerator's default float32 product may round its inputs (TF32 on recent NVIDIA GPUs,
+    about three decimal digits): the logits ``X z`` would then not be affine to the precision
+    the structure check asks for, and the Gaussian draw would be that far from exact.
+    """
+
+    @functools.wraps(fn)
+    def wrapped(*args, **kwargs):
+        with jax.default_matmul_precision("highest"):
+            return fn(*args, **kwargs)
+
+    return wrapped
 
 
 class BlockLayout(NamedTuple):

@@ -58,11 +58,11 @@ from numpyro_ext.infer.affine_logits import (
     block_layout,
     check_conjugate,
     conjugate_terms_and_rest,
+    full_precision,
 )
 from numpyro_ext.infer.polya_gamma_gibbs import (
     PolyaGammaGibbs,
     _concrete,
-    _full_precision,
     sample_gaussian_block,
     sample_omega,
 )
@@ -524,7 +524,7 @@ class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
         name = layout.auxiliaries[int(np.searchsorted(sizes, index, side="right"))]
         return name.removesuffix(AUXILIARY_SUFFIX)
 
-    @_full_precision
+    @full_precision
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
         args, kwargs = model_args, {} if model_kwargs is None else model_kwargs
         self._num_warmup = int(num_warmup)
@@ -632,7 +632,7 @@ class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
             return terms.loc + jnp.diagonal(terms.scale_tril) * v
         return terms.loc + terms.scale_tril @ v
 
-    @_full_precision
+    @full_precision
     def sample(self, state, model_args, model_kwargs):
         if self._layout is None:
             raise ValueError("CollapsedPolyaGammaGibbs: call init before sample")

@@ -22,7 +22,6 @@ block of ``numpyro.infer.Gibbs`` (so hyperparameters can get NUTS);
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
@@ -42,6 +41,7 @@ from numpyro_ext.infer.affine_logits import (
     block_layout,
     check_conjugate,
     conjugate_terms,
+    full_precision,
 )
 
 __all__ = [
@@ -51,22 +51,6 @@ __all__ = [
     "sample_gaussian_block",
     "sample_omega",
 ]
-
-
-def _full_precision(fn: Callable) -> Callable:
-    """Trace ``fn`` with full-precision float32 matrix products.
-
-    An accelerator's default float32 product may round its inputs (TF32 on recent NVIDIA GPUs,
-    about three decimal digits): the logits ``X z`` would then not be affine to the precision
-    the structure check asks for, and the Gaussian draw would be that far from exact.
-    """
-
-    @functools.wraps(fn)
-    def wrapped(*args, **kwargs):
-        with jax.default_matmul_precision("highest"):
-            return fn(*args, **kwargs)
-
-    return wrapped
 
 
 class PolyaGammaGibbsState(NamedTuple):
@@ -223,7 +207,7 @@ class PolyaGammaGibbs(MCMCKernel):
             out.update(layout.unravel(omega, auxiliary=True))
         return out
 
-    @_full_precision
+    @full_precision
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
         kwargs = {} if model_kwargs is None else model_kwargs
         model = self._augmented()
@@ -258,7 +242,7 @@ class PolyaGammaGibbs(MCMCKernel):
         z, omega = polya_gamma_sweep(key_sweep, layout.ravel(state.z), state.terms, layout.unit_b)
         return state._replace(z=self._z(layout, z, omega), omega=omega, rng_key=key)
 
-    @_full_precision
+    @full_precision
     def sample(self, state, model_args, model_kwargs):
         if self._layout is None:
             raise ValueError("PolyaGammaGibbs: call init before sample")
@@ -266,7 +250,7 @@ class PolyaGammaGibbs(MCMCKernel):
             return self._sample_one(state)
         return jax.vmap(self._sample_one)(state)
 
-    @_full_precision
+    @full_precision
     def refresh(self, state, model_args, model_kwargs):
         """Recompute the conjugate terms against the current values of the other blocks."""
         kwargs = {} if model_kwargs is None else model_kwargs
@@ -315,7 +299,7 @@ class PolyaGammaGibbs(MCMCKernel):
         """
         model = self._augmented(conditioned(self._model))
 
-        @_full_precision
+        @full_precision
         def update(rng_key, gibbs_sites, hmc_sites):
             kwargs = with_conditioning(model_kwargs, hmc_sites)
             layout = block_layout(model, model_args, kwargs)

@@ -16,6 +16,7 @@ import numpyro.distributions as dist
 import pytest
 from numpyro.infer import NUTS
 
+from numpyro_ext.demo.sections.hierarchical import hierarchical_data
 from numpyro_ext.handlers import polya_gamma
 from numpyro_ext.infer import CollapsedPolyaGammaGibbs
 from numpyro_ext.infer.affine_logits import block_layout, conjugate_terms
@@ -23,7 +24,6 @@ from numpyro_ext.infer.collapsed_gibbs import collapsed_log_likelihood, slice_sa
 from tests.infer.test_polya_gamma_examples import (
     assert_same_posterior,
     hierarchical,  # noqa: F401 (the module-scoped NUTS reference fixture)
-    load_example,
     run,
 )
 
@@ -149,8 +149,7 @@ def test_hierarchical_example_collapsed_matches_nuts(hierarchical):  # noqa: F81
 def test_non_centred_hierarchical_model_matches_nuts():
     """``a = tau a_raw``: the logits are affine in (a_raw, b) given tau, with a design that moves
     with tau. Compared with NUTS on the same non-centred model."""
-    example = load_example("pg_hierarchical_logistic")
-    args = example.data(seed=2, per_group=5)
+    args = hierarchical_data(seed=2, per_group=5)
 
     def model(group, x, y):
         tau = numpyro.sample("tau", dist.HalfNormal(1.0))

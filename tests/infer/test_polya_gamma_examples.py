@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from numpyro.infer import MCMC, NUTS, Gibbs, HMCGibbs
 
+from numpyro_ext.demo.sections.hierarchical import hierarchical_data, hierarchical_model
 from numpyro_ext.infer import PolyaGammaGibbs
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -83,11 +84,11 @@ def test_gp_classification_example_matches_nuts():
 
 @pytest.fixture(scope="module")
 def hierarchical():
-    """The hierarchical example on 8 groups of 8 points, and a long NUTS run on it."""
-    example = load_example("pg_hierarchical_logistic")
-    args = example.data(seed=1, per_group=8)
-    reference = run(NUTS(example.model), args, 2, 300, 4000)
-    return example.model, args, reference
+    """The hierarchical example's model on 8 groups of 8 points, and a long NUTS run on it."""
+    model = hierarchical_model()
+    args = hierarchical_data(seed=1, per_group=8)
+    reference = run(NUTS(model), args, 2, 300, 4000)
+    return model, args, reference
 
 
 def test_hierarchical_example_gibbs_composite_matches_nuts(hierarchical):
