@@ -46,6 +46,7 @@ __all__ = [
     "conjugate_terms",
     "conjugate_terms_and_rest",
     "full_precision",
+    "trace_with",
 ]
 
 
@@ -139,6 +140,11 @@ def _trace(model: Callable, args, kwargs, values: dict) -> dict:
             return jnp.ones(site["fn"].shape())
         return None
 
+    return trace_with(model, args, kwargs, substitute_fn)
+
+
+def trace_with(model: Callable, args, kwargs, substitute_fn: Callable) -> dict:
+    """Trace ``model`` (seeded) with ``substitute_fn`` choosing the sites' values."""
     seeded = handlers.seed(model, jax.random.key(0))
     return handlers.trace(handlers.substitute(seeded, substitute_fn=substitute_fn)).get_trace(
         *args, **kwargs

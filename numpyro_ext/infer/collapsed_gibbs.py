@@ -59,6 +59,7 @@ from numpyro_ext.infer.affine_logits import (
     check_conjugate,
     conjugate_terms_and_rest,
     full_precision,
+    trace_with,
 )
 from numpyro_ext.infer.polya_gamma_gibbs import (
     PolyaGammaGibbs,
@@ -232,13 +233,6 @@ class _HyperLayout(NamedTuple):
         return {k: p.reshape(s) for k, p, s in zip(self.names, pieces, self.shapes, strict=True)}
 
 
-def _trace_with(model: Callable, args, kwargs, substitute_fn: Callable) -> dict:
-    seeded = handlers.seed(model, jax.random.key(0))
-    return handlers.trace(handlers.substitute(seeded, substitute_fn=substitute_fn)).get_trace(
-        *args, **kwargs
-    )
-
-
 def _latent(site: dict) -> bool:
     return site["type"] == "sample" and not site["is_observed"]
 
@@ -252,7 +246,7 @@ def _is_gaussian(name: str, fn) -> bool:
 
 
 def _hyper_layout(model: Callable, args, kwargs, hyperparameters) -> _HyperLayout:
-    tr = _trace_with(model, args, kwargs, lambda site: None)
+    tr = trace_with(model, args, kwargs, lambda site: None)
     latent = {k: s for k, s in tr.items() if _latent(s) and not _is_auxiliary(s)}
     if hyperparameters is None:
         names = tuple(k for k, s in latent.items() if not _is_gaussian(k, s["fn"]))
@@ -289,7 +283,7 @@ def _constrain(model: Callable, args, kwargs, hyper: _HyperLayout, u_flat: jax.A
             return jnp.zeros(site["fn"].shape(), u_flat.dtype)
         return None
 
-    tr = _trace_with(model, args, kwargs, substitute_fn)
+    tr = trace_with(model, args, kwargs, substitute_fn)
     theta = {k: tr[k]["value"] for k in hyper.names}
     log_det = sum(
         jnp.sum(biject_to(tr[k]["fn"].support).log_abs_det_jacobian(u[k], theta[k]))
@@ -299,7 +293,7 @@ def _constrain(model: Callable, args, kwargs, hyper: _HyperLayout, u_flat: jax.A
 
 
 def _unconstrain(model: Callable, args, kwargs, hyper: _HyperLayout, theta: dict) -> jax.Array:
-    tr = _trace_with(model, args, kwargs, lambda site: theta.get(site["name"]))
+    tr = trace_with(model, args, kwargs, lambda site: theta.get(site["name"]))
     pieces = [biject_to(tr[k]["fn"].support).inv(theta[k]) for k in hyper.names]
     return jnp.concatenate([jnp.ravel(p) for p in pieces]) if pieces else jnp.zeros(0)
 
