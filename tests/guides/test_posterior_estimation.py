@@ -46,18 +46,22 @@ def make_estimator():
     return AmortizedPosterior(simulator, linear, observed="x", encoder_params=params)
 
 
+def fit_decayed(npe, num_simulations, num_steps, batch_size, final_fraction):
+    """Adam from 1e-2, decayed exponentially to ``final_fraction`` of it over the run."""
+    schedule = optax.exponential_decay(1e-2, num_steps, final_fraction)
+    return npe.fit(
+        jax.random.key(0),
+        num_simulations=num_simulations,
+        num_steps=num_steps,
+        batch_size=batch_size,
+        optimizer=optax.adam(schedule),
+    )
+
+
 @functools.cache
 def trained():
     npe = make_estimator()
-    schedule = optax.exponential_decay(1e-2, 3000, 0.01)
-    fit = npe.fit(
-        jax.random.key(0),
-        num_simulations=20_000,
-        num_steps=3000,
-        batch_size=512,
-        optimizer=optax.adam(schedule),
-    )
-    return npe, fit
+    return npe, fit_decayed(npe, 20_000, 3000, 512, final_fraction=0.01)
 
 
 def test_fit_recovers_the_exact_posterior_on_new_data():
@@ -173,14 +177,7 @@ def test_trained_conditional_flow_has_nominal_coverage():
         family=ConditionalFlowFamily(context_dim=4),
         encoder_params={"w": jnp.zeros((2, 4)), "b": jnp.zeros(4)},
     )
-    schedule = optax.exponential_decay(1e-2, 400, 0.05)
-    fit = npe.fit(
-        jax.random.key(0),
-        num_simulations=5000,
-        num_steps=400,
-        batch_size=256,
-        optimizer=optax.adam(schedule),
-    )
+    fit = fit_decayed(npe, 5000, 400, 256, final_fraction=0.05)
     num_datasets, num_draws, levels = 2000, 99, [0.5, 0.8, 0.95]
     ranks = jax.jit(
         functools.partial(npe.rank_statistics, num_datasets=num_datasets, num_draws=num_draws)
