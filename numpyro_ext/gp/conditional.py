@@ -41,7 +41,6 @@ def inducing_factor(inducing: InducingVariables, kernel: Kernel, jitter: float =
     return cholesky(inducing.Kuu(kernel), jitter=jitter, name="Kuu (inducing covariance)")
 
 
-@partial(jax.jit, static_argnames=("whiten", "full_cov"))
 def conditional(
     Kuf: jax.Array,
     Lu: jax.Array,
@@ -77,7 +76,6 @@ def conditional(
     return mean, Kff - jnp.sum(A0**2, 0) + jnp.sum(RA**2, 0)
 
 
-@jax.jit
 def gaussian_kl(q_mu: jax.Array, q_sqrt: jax.Array, Lp: jax.Array | None = None) -> jax.Array:
     r"""KL divergence :math:`\mathrm{KL}(N(m, R R^\top) \,\|\, N(0, L_p L_p^\top))`.
 
