@@ -200,6 +200,13 @@ def test_gp_classification_with_latent_lengthscale_in_an_autoguide_list():
     np.testing.assert_allclose(by_guide[1], by_value[1], rtol=1e-6)
     with pytest.raises(ValueError, match="pass `values=` that AutoGuideList"):
         guide[1].predict(result.params, X)
+    # Predictive with the whole list draws the lengthscale and f | lengthscale together
+    sites = ["ell", "f", "y"]
+    draws = Predictive(clf, guide=guide, params=result.params, num_samples=4, return_sites=sites)(
+        jax.random.key(2), X[:5]
+    )
+    assert draws["f"].shape == (4, 5) and np.all(np.isfinite(draws["f"]))
+    assert len(np.unique(draws["ell"])) == 4
 
 
 def test_gp_site_inside_a_plate_is_a_clear_error():
