@@ -41,8 +41,11 @@ def _report_failure(bad, name: str, size: int, jitter: float) -> jax.Array:
     """Raise from inside ``jit`` when ``bad``; returns a zero to add to the result.
 
     A ``pure_callback`` (no side effect, so ``jit`` keeps its fast dispatch path) whose result
-    is used, behind a ``lax.cond`` so that the host is only called when ``bad``; under ``vmap``
-    one check for the whole batch, so the ``cond`` does not turn into a ``select``.
+    is used, behind a ``lax.cond`` so that the host is only called when ``bad``. Under ``vmap``
+    there is no check: the failed matrices keep their NaN factor. A host callback inside a
+    vmapped program can wedge XLA:CPU (every thread parked, the caller waiting forever; seen
+    with a vmapped ``Trace_ELBO`` of a GP model), and a batched ``cond`` would become a
+    ``select`` that calls the host every time.
     """
     zero = jax.ShapeDtypeStruct((), np.float32)
 
@@ -54,7 +57,7 @@ def _report_failure(bad, name: str, size: int, jitter: float) -> jax.Array:
 
     @check.def_vmap
     def check_batch(axis_size, in_batched, bad):
-        return check(jnp.any(bad)), False
+        return jnp.zeros((), np.float32), False
 
     return check(bad)
 
@@ -128,9 +131,10 @@ def cholesky(
     again, with :math:`10\epsilon, \dots, 10^{T-1}\epsilon` in turn (a ``lax.while_loop`` that
     a well-conditioned matrix never enters). The gradient is the Cholesky derivative at the
     factor returned, so a failed attempt cannot put NaN into it. When every attempt fails on a
-    finite matrix it raises ``ValueError`` (eagerly, or from inside ``jit``); a matrix that
-    already contains NaN or inf gives a NaN factor, so that samplers can reject the proposal
-    that produced it. Batched input ``(..., N, N)`` escalates each matrix separately.
+    finite matrix it raises ``ValueError`` (eagerly, or from inside ``jit``; under ``vmap`` the
+    factor of that matrix is NaN instead, see :func:`_report_failure`); a matrix that already
+    contains NaN or inf gives a NaN factor, so that samplers can reject the proposal that
+    produced it. Batched input ``(..., N, N)`` escalates each matrix separately.
 
     :param A: symmetric positive semi-definite matrix, shape ``(..., N, N)``.
     :param jitter: first diagonal jitter :math:`\epsilon` (``0`` tries the matrix as it is,

@@ -5,6 +5,11 @@ average over many seeds with the collapsed bound (the SVGP optimum) using a tole
 Monte Carlo standard errors computed from the same draws.
 """
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -231,3 +236,29 @@ def test_missing_gp_site_and_bad_options_are_clear_errors():
         SparseGP(model)
     with pytest.raises(ValueError, match="init_inducing must be"):
         SparseGP(model, num_inducing=3, init_inducing="grid")
+
+
+_VMAPPED_ELBO = textwrap.dedent(
+    """
+    import jax, jax.numpy as jnp, numpy as np
+    from numpyro.infer import Trace_ELBO
+    from tests.guides import test_sparse_gp as t
+
+    jax.config.update("jax_enable_x64", True)
+    X, y = t._data()
+    guide = t.SparseGP(t.model, inducing=X[::5])
+    t._init(guide, X, y)
+    params = t._optimal_params(guide, X, y)
+    loss = lambda k: Trace_ELBO().loss(k, params, t.model, guide, X, y, batch_size=8)
+    f = jax.jit(jax.vmap(loss))
+    for i in range(150):
+        np.asarray(f(jax.random.split(jax.random.key(i), 4000)))
+    """
+)
+
+
+def test_vmapped_trace_elbo_of_a_gp_model_runs_to_the_end():
+    # A host callback (the jitter-safe Cholesky's error check) inside this vmapped program used
+    # to wedge XLA:CPU within a few dozen calls; the batched factorisation now has no callback.
+    root = Path(__file__).parents[2]
+    subprocess.run([sys.executable, "-c", _VMAPPED_ELBO], cwd=root, check=True, timeout=240)
