@@ -103,6 +103,13 @@ def test_cholesky_raises_clear_error_eagerly_and_under_jit():
         jax.jit(lambda A: cholesky(A, name="Kuu"))(-jnp.eye(3)).block_until_ready()
 
 
+def test_under_vmap_a_matrix_no_jitter_rescues_gets_a_nan_factor(x64):
+    A = jnp.stack([jnp.eye(3), -jnp.eye(3)])
+    L = jax.jit(jax.vmap(lambda A: cholesky(A, name="Kuu")))(A)
+    np.testing.assert_allclose(L[0], np.linalg.cholesky(np.eye(3) * (1 + 1e-6)))
+    assert bool(jnp.all(jnp.isnan(L[1][jnp.tril_indices(3)])))
+
+
 def test_cholesky_rejects_non_square_input():
     with pytest.raises(ValueError, match="must be square"):
         cholesky(jnp.ones((2, 3)))

@@ -240,7 +240,7 @@ def test_missing_gp_site_and_bad_options_are_clear_errors():
 
 _VMAPPED_ELBO = textwrap.dedent(
     """
-    import jax, jax.numpy as jnp, numpy as np
+    import jax, numpy as np
     from numpyro.infer import Trace_ELBO
     from tests.guides import test_sparse_gp as t
 
