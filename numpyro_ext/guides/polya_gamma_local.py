@@ -91,9 +91,8 @@ def _coordinate_step(terms: ConjugateTerms, c: jax.Array):
     active = terms.b > 0
     b = jnp.where(active, terms.b, 1.0)
     omega_bar = jnp.where(active, PolyaGamma(b, c).mean, 0.0)
-    precision = jnp.eye(A.shape[1], dtype=A.dtype) + A.T @ ((w * omega_bar)[:, None] * A)
-    chol = jnp.linalg.cholesky(precision)
-    mu = cho_solve((chol, True), A.T @ (w * (terms.kappa - omega_bar * terms.whitened_offset)))
+    chol, rhs = terms.whitened_conditional(omega_bar)
+    mu = cho_solve((chol, True), rhs)
     cov_factor = solve_triangular(chol, A.T, lower=True)  # A P^-1 A^T = cov_factor^T cov_factor
     mean_psi = A @ mu + terms.whitened_offset
     second_psi = mean_psi**2 + jnp.sum(cov_factor**2, 0)

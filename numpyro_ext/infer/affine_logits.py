@@ -125,6 +125,18 @@ class ConjugateTerms(NamedTuple):
     whitened: jax.Array
     whitened_offset: jax.Array
 
+    def whitened_conditional(self, omega: jax.Array) -> tuple[jax.Array, jax.Array]:
+        r"""``(L_P, r)`` with ``v | omega ~ N(P^{-1} r, P^{-1})`` in the whitened coordinates.
+
+        ``P = I + A^T W Omega A = L_P L_P^T`` and ``r = A^T W (kappa - Omega psi_0)``.
+
+        :param omega: Pólya-gamma auxiliaries (or their means), shape ``(n,)``.
+        """
+        A, w_omega = self.whitened, self.weight * omega
+        precision = jnp.eye(A.shape[1], dtype=A.dtype) + A.T @ (w_omega[:, None] * A)
+        rhs = A.T @ (self.weight * self.kappa - w_omega * self.whitened_offset)
+        return jnp.linalg.cholesky(precision), rhs
+
 
 def _is_auxiliary(site: dict) -> bool:
     return bool((site.get("infer") or {}).get(AUXILIARY_KEY, False))

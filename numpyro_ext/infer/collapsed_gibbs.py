@@ -120,15 +120,12 @@ def collapsed_log_likelihood(terms: ConjugateTerms, omega: jax.Array) -> jax.Arr
     :param terms: the conjugate terms (prior, design and Pólya-gamma parameters).
     :param omega: the Pólya-gamma auxiliaries, shape ``(n,)``.
     """
-    A, psi0, w = terms.whitened, terms.whitened_offset, terms.weight
-    w_omega = w * omega
-    precision = jnp.eye(A.shape[1], dtype=A.dtype) + A.T @ (w_omega[:, None] * A)
-    r = A.T @ (w * terms.kappa - w_omega * psi0)
-    chol = jnp.linalg.cholesky(precision)
+    psi0, w = terms.whitened_offset, terms.weight
+    chol, r = terms.whitened_conditional(omega)
     s = solve_triangular(chol, r, lower=True)
     return (
         jnp.dot(w * terms.kappa, psi0)
-        - 0.5 * jnp.dot(w_omega * psi0, psi0)
+        - 0.5 * jnp.dot(w * omega * psi0, psi0)
         - jnp.sum(jnp.log(jnp.diagonal(chol)))
         + 0.5 * jnp.dot(s, s)
     )

@@ -122,11 +122,7 @@ def sample_gaussian_block(key: jax.Array, terms: ConjugateTerms, omega: jax.Arra
     :param terms: the conjugate terms (:class:`numpyro_ext.infer.affine_logits.ConjugateTerms`).
     :param omega: the Pólya-gamma auxiliaries, shape ``(n,)``.
     """
-    A = terms.whitened
-    w_omega = terms.weight * omega
-    precision = jnp.eye(A.shape[1], dtype=A.dtype) + A.T @ (w_omega[:, None] * A)
-    rhs = A.T @ (terms.weight * terms.kappa - w_omega * terms.whitened_offset)
-    chol = jnp.linalg.cholesky(precision)
+    chol, rhs = terms.whitened_conditional(omega)
     noise = jax.random.normal(key, rhs.shape, rhs.dtype)
     v = cho_solve((chol, True), rhs) + solve_triangular(chol.T, noise, lower=False)
     return terms.loc + terms.scale_tril @ v
