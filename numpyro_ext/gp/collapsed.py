@@ -27,9 +27,9 @@ import jax.numpy as jnp
 import numpyro
 from jax.scipy.linalg import cho_solve, solve_triangular
 
+from numpyro_ext.gp.conditional import inducing_factor
 from numpyro_ext.gp.inducing import InducingPoints, InducingVariables
 from numpyro_ext.gp.kernels import Kernel, as_inputs
-from numpyro_ext.linalg import cholesky
 
 __all__ = ["collapsed_elbo", "collapsed_factor", "collapsed_predict", "collapsed_q_u"]
 
@@ -71,12 +71,16 @@ def _inverse_factor(LB: jax.Array) -> jax.Array:
     return solve_triangular(U, eye, lower=False).T
 
 
-def _terms(kernel, X, y, Z, noise_variance, mean_fn, jitter):
+def _prior_terms(kernel, X, y, Z, mean_fn, jitter):
+    """Inputs, inducing variables, residual ``y - mean`` and the factor of ``Kuu``."""
     X = as_inputs(X)
     inducing = _inducing(Z)
-    r = _residual(X, y, mean_fn)
+    return X, inducing, _residual(X, y, mean_fn), inducing_factor(inducing, kernel, jitter)
+
+
+def _terms(kernel, X, y, Z, noise_variance, mean_fn, jitter):
+    X, inducing, r, L = _prior_terms(kernel, X, y, Z, mean_fn, jitter)
     sigma = jnp.sqrt(noise_variance)
-    L = cholesky(inducing.Kuu(kernel), jitter=jitter, name="Kuu (inducing covariance)")
     A = solve_triangular(L, inducing.Kuf(kernel, X), lower=True) / sigma
     LB = _factor_B(A)
     c = solve_triangular(LB, A @ r, lower=True) / sigma
@@ -116,10 +120,7 @@ def collapsed_elbo(
     >>> bool(jnp.isfinite(bound))
     True
     """
-    X = as_inputs(X)
-    inducing = _inducing(Z)
-    r = _residual(X, y, mean_fn)
-    L = cholesky(inducing.Kuu(kernel), jitter=jitter, name="Kuu (inducing covariance)")
+    X, inducing, r, L = _prior_terms(kernel, X, y, Z, mean_fn, jitter)
     Kuf = inducing.Kuf(kernel, X)
     dtype = jnp.result_type(Kuf, r, noise_variance)
     args = (L, Kuf, r, noise_variance, jnp.sum(kernel.diag(X)))
