@@ -40,12 +40,8 @@ import optax
 from arviz_base import from_dict
 from flax import nnx
 
-from numpyro_ext.guides import (
-    AmortizedPosterior,
-    ConditionalFlowFamily,
-    FullRankNormalFamily,
-    coverage,
-)
+from numpyro_ext.guides import ConditionalFlowFamily, FullRankNormalFamily
+from numpyro_ext.infer import AmortizedPosterior, coverage
 
 # Extra hours of sleep with drug 2 minus drug 1, ten patients (Student 1908, R's `sleep`).
 SLEEP = np.array([1.2, 2.4, 1.3, 1.3, 0.0, 1.0, 1.8, 0.8, 4.6, 1.4])

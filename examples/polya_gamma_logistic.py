@@ -5,7 +5,7 @@ Model: ``y_n ~ Bernoulli(sigmoid(x_n^T beta))``, ``beta ~ N(0, 2^2 I)``. With
 is Gaussian: ``beta | omega, y ~ N(V X^T kappa, V)``, ``V = (X^T Omega X + I / 4)^-1``,
 ``kappa = y - 1/2``. The whole chain is one ``lax.scan``; every step draws ``N`` exact
 Pólya-gamma variates with :class:`numpyro_ext.distributions.PolyaGamma`. The local-variational
-fit of :func:`numpyro_ext.guides.polya_gamma_local_vi` (the Jaakkola-Jordan bound, in closed
+fit of :func:`numpyro_ext.infer.polya_gamma_local_vi` (the Jaakkola-Jordan bound, in closed
 form) is printed beside both; its means land within 0.1 posterior sds of NUTS here, its sds are
 smaller (the bound is known to underestimate the posterior variance).
 
@@ -28,7 +28,7 @@ from numpyro.infer import MCMC, NUTS
 
 from numpyro_ext.arviz import from_mcmc
 from numpyro_ext.distributions import PolyaGamma
-from numpyro_ext.guides import polya_gamma_local_vi
+from numpyro_ext.infer import polya_gamma_local_vi
 
 PRIOR_SD = 2.0
 

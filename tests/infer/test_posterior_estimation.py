@@ -16,8 +16,8 @@ import numpyro.distributions as dist
 import optax
 import pytest
 
-from numpyro_ext.guides.amortized import ConditionalFlowFamily, FullRankNormalFamily
-from numpyro_ext.guides.posterior_estimation import AmortizedPosterior, coverage
+from numpyro_ext.amortization import ConditionalFlowFamily, FullRankNormalFamily
+from numpyro_ext.infer.posterior_estimation import AmortizedPosterior, coverage
 
 A = np.array([[1.0, 0.5], [-0.4, 1.2]])
 TAU = 2.0

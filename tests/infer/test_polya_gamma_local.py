@@ -14,7 +14,7 @@ from numpyro.infer import MCMC, NUTS, Trace_ELBO
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
-from numpyro_ext.guides import polya_gamma_local_vi
+from numpyro_ext.infer import polya_gamma_local_vi
 
 RNG = np.random.default_rng(0)
 X = np.stack([np.ones(40), RNG.normal(size=40)], -1)

@@ -34,7 +34,7 @@ from numpyro import handlers
 from numpyro.distributions.transforms import biject_to
 from numpyro.infer import Predictive
 
-from numpyro_ext.guides.amortized import FullRankNormalFamily, as_encoder
+from numpyro_ext.amortization import FullRankNormalFamily, as_encoder
 
 __all__ = ["AmortizedPosterior", "PosteriorFit", "coverage"]
 
