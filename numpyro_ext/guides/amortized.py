@@ -11,17 +11,16 @@ saw (Kingma & Welling 2014; Rezende, Mohamed & Wierstra 2014; Gershman & Goodman
 
 How the guide finds its inputs: ``inputs`` names an argument of the model (``"x"``) or is a
 function ``inputs_fn(*args, **kwargs)`` returning an array (or pytree of arrays) whose leading
-axis runs over the plate. The model itself is traced once, to learn the sites' shapes and
-supports, and never again.
+axis runs over the plate.
 
-Subsampling: the guide opens a plate with the model's name and the model's subsample size, so
-the guide's plate draws the minibatch indices, the model replays them, the guide encodes only
-``inputs[idx]`` and both sides carry NumPyro's ``N / B`` scale. Concretely, with ``n`` the
-leading size of the inputs and ``(N, B)`` the plate's full and subsample sizes seen at the first
-call: ``n == N`` opens ``plate(name, N, subsample_size=B)`` and gathers ``inputs[idx]``;
-``n == B`` (the caller passed the minibatch itself) opens the same plate and encodes the inputs
-as given; any other ``n`` (new data) opens ``plate(name, n)`` and encodes everything.
-``create_plates`` overrides this, as in NumPyro's autoguides.
+Which data the guide covers: the guide follows the model's plate at the arguments it is called
+with. It reads the plate's size ``N`` and subsample size ``B`` from an abstract (shape-only)
+run of the model, cached per argument shapes, and opens the same plate. With ``B < N`` the
+guide's plate draws the minibatch indices, the model replays them, and the guide encodes
+``inputs[idx]`` when the inputs span the plate (leading size ``N``) or the inputs as given when
+the caller passed the minibatch itself (leading size ``B``); without subsampling it encodes all
+``N`` inputs. Any other leading size is an error naming the plate and the argument.
+``create_plates`` overrides the plate, as in NumPyro's autoguides.
 
 Constrained local latents are guided in the unconstrained space of ``biject_to(support)``
 (positive, simplex, ordered, ...). Global latents (outside the plate) belong to another guide:
@@ -85,6 +84,19 @@ class AmortizedGuide(AutoGuide):
     The default guide samples the vector as an auxiliary site and hands each model site a
     ``Delta`` with the log-Jacobian of ``biject_to``, as NumPyro's ``AutoContinuous`` does.
 
+    Posterior summaries are per datum. ``sample_posterior``, ``median``, ``quantiles`` and
+    ``get_posterior`` take the model's arguments after ``params`` (as ``sample_posterior`` does
+    for every AutoGuide) and describe the local latents of the data those arguments hold;
+    called with ``params`` alone, as :class:`~numpyro.infer.autoguide.AutoGuideList` calls
+    ``median`` and ``quantiles``, they describe the data the guide was initialised with (the
+    arguments of ``svi.init``), as ``AutoNormal`` does for its per-datum parameters.
+
+    Extension points for subclasses: ``family`` maps an encoder output ``h`` (one row per
+    datum) to the distribution of the flat unconstrained latent; :meth:`encode` runs the
+    encoder on a batch of inputs; :meth:`_sample_local` is called inside the guide's plate with
+    ``h`` and must sample every local site (its default samples ``family(h)`` and unpacks it);
+    :meth:`unpack_latent` maps flat unconstrained draws to ``{site: constrained value}``.
+
     :param model: a NumPyro model whose latent sites all lie in the plate ``plate``.
     :param encoder: an ``nnx.Module``, ``eqx.Module`` or ``apply(params, x)`` (see
         :func:`as_encoder`), mapping a batch of inputs to ``(B, family.output_size(D))``.
@@ -96,6 +108,8 @@ class AmortizedGuide(AutoGuide):
     :param batched: see :func:`as_encoder`.
     :param prefix: prefix of the parameter names; the encoder is ``{prefix}_encoder$params``.
     :param create_plates: optional ``create_plates(*args, **kwargs)`` returning the plate.
+    :param num_quantile_samples: draws used by :meth:`quantiles` when the family has no
+        closed-form marginal quantiles (flows).
     """
 
     def __init__(
@@ -110,6 +124,7 @@ class AmortizedGuide(AutoGuide):
         batched: bool | None = None,
         prefix: str = "amortized",
         create_plates: Callable | None = None,
+        num_quantile_samples: int = 4000,
     ) -> None:
         _encoder_kind(encoder)
         if not isinstance(plate, str):
@@ -127,27 +142,35 @@ class AmortizedGuide(AutoGuide):
         self.family = family
         self.encoder_params = encoder_params
         self.batched = batched
+        self.num_quantile_samples = num_quantile_samples
         self._local: dict[str, _LocalSite] = {}
+        self._plate_sizes: dict[Any, tuple[int, int | None]] = {}
+        self._init_inputs: Any = None
         self.latent_size = 0
         super().__init__(model, prefix=prefix, create_plates=create_plates)
 
+    # ----- prototype -------------------------------------------------------------------------
+
     def _setup_prototype(self, *args, **kwargs) -> None:
-        # One traced run of the model gives the sites, shapes, supports and plates; unlike
-        # AutoGuide's initialize_model it compiles nothing.
-        rng_key = numpyro.prng_key()
-        rng_key = jax.random.key(0) if rng_key is None else rng_key
-        with handlers.block():
-            prototype = handlers.trace(handlers.seed(self.model, rng_key)).get_trace(
-                *args, **kwargs
-            )
-        self._prototype_frames = {}
-        self._prototype_frame_full_sizes = {}
-        for name, site in prototype.items():
-            if site["type"] == "plate":
-                self._prototype_frame_full_sizes[name] = site["args"][0]
-            elif site["type"] == "sample" and not site["is_observed"]:
-                for frame in site["cond_indep_stack"]:
-                    self._prototype_frames[frame.name] = frame
+        if numpyro.prng_key() is None:
+            # AutoGuide's setup draws initial values; outside a seed handler use a fixed key.
+            handlers.seed(super()._setup_prototype, jax.random.key(0))(*args, **kwargs)
+        else:
+            super()._setup_prototype(*args, **kwargs)
+        # Deterministic sites belong to the model (Predictive recomputes them); AutoGuideList
+        # refuses sub-guides whose prototype exposes them.
+        self.prototype_trace = type(self.prototype_trace)(
+            (name, site)
+            for name, site in self.prototype_trace.items()
+            if site["type"] != "deterministic"
+        )
+        try:
+            self._check_prototype(args, kwargs)
+        except Exception:
+            self.prototype_trace = None
+            raise
+
+    def _check_prototype(self, args: tuple, kwargs: dict) -> None:
         if self.plate not in self._prototype_frame_full_sizes:
             raise ValueError(
                 f"{type(self).__name__}: the model has no plate {self.plate!r} (if you blocked "
@@ -155,16 +178,20 @@ class AmortizedGuide(AutoGuide):
                 "plate stays visible)"
             )
         local, offset = {}, 0
-        for name, site in prototype.items():
+        for name, site in self.prototype_trace.items():
             if site["type"] != "sample" or site["is_observed"]:
                 continue
             local[name] = self._layout(name, site, offset)
             offset += local[name].size
         if not local:
             raise ValueError(
-                f"{type(self).__name__}: the model has no latent site in plate {self.plate!r}"
+                f"{type(self).__name__}: the model has no latent site in plate {self.plate!r}; "
+                "there is nothing to guide"
             )
-        self._local, self.latent_size, self.prototype_trace = local, offset, prototype
+        self._local, self.latent_size = local, offset
+        x = self._inputs(args, kwargs)
+        if not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(x)):
+            self._init_inputs = (args, kwargs)
 
     def _layout(self, name: str, site: dict, offset: int) -> _LocalSite:
         frames = [f for f in site["cond_indep_stack"] if f.name == self.plate]
@@ -187,7 +214,7 @@ class AmortizedGuide(AutoGuide):
             )
         with helpful_support_errors(site):
             transform = biject_to(site["fn"].support)
-        shape = transform.inverse_shape(jnp.shape(site["value"]))
+        shape = jnp.shape(self._init_locs[name])
         event_dim = site["fn"].event_dim + len(shape) - jnp.ndim(site["value"])
         event_shape = tuple(shape[len(shape) - event_dim :])
         real = site["fn"].support is constraints.real or (
@@ -202,6 +229,15 @@ class AmortizedGuide(AutoGuide):
             transform=None if real else transform,
         )
 
+    def _require_prototype(self) -> None:
+        if self.prototype_trace is None:
+            raise ValueError(
+                f"{type(self).__name__}: the guide has not been initialised; run svi.init "
+                "(or call the guide once under a seed) before asking for its posterior"
+            )
+
+    # ----- data and plate --------------------------------------------------------------------
+
     def _inputs(self, args: tuple, kwargs: dict) -> Any:
         if callable(self.inputs):
             x = self.inputs(*args, **kwargs)
@@ -210,29 +246,99 @@ class AmortizedGuide(AutoGuide):
             x = bound.arguments.get(self.inputs)
         if x is None:
             raise ValueError(
-                f"{type(self).__name__}: the inputs {self.inputs!r} for plate {self.plate!r} "
-                "are None; the guide needs the per-datum inputs to encode"
+                f"{type(self).__name__}: the inputs {self._inputs_name} for plate "
+                f"{self.plate!r} are None; the guide needs the per-datum inputs to encode"
             )
         sizes = {jnp.shape(leaf)[0] if jnp.ndim(leaf) else None for leaf in jax.tree.leaves(x)}
         if len(sizes) != 1 or None in sizes:
             raise ValueError(
-                f"{type(self).__name__}: inputs {self.inputs!r} must share one leading axis "
-                f"over plate {self.plate!r}; got leading sizes {sorted(sizes, key=str)}"
+                f"{type(self).__name__}: inputs {self._inputs_name} must share one leading "
+                f"axis over plate {self.plate!r}; got leading sizes {sorted(sizes, key=str)}"
             )
         return x
 
-    def _open_plate(self, x: Any, args: tuple, kwargs: dict) -> numpyro.plate:
+    @property
+    def _inputs_name(self) -> str:
+        return repr(self.inputs) if isinstance(self.inputs, str) else "returned by inputs_fn"
+
+    def _model_plate(self, args: tuple, kwargs: dict) -> tuple[int, int]:
+        """``(size, subsample_size)`` of the model's plate at these arguments.
+
+        Read from one abstract run of the model (no FLOPs), cached per argument shapes.
+        """
+        leaves, treedef = jax.tree.flatten((args, kwargs))
+        is_array = [hasattr(leaf, "shape") and hasattr(leaf, "dtype") for leaf in leaves]
+        signature = (
+            treedef,
+            *((tuple(leaf.shape), str(leaf.dtype)) if arr else _hashable(leaf)
+              for leaf, arr in zip(leaves, is_array, strict=True)),
+        )  # fmt: skip
+        if signature in self._plate_sizes:
+            return self._plate_sizes[signature]
+        found = {}
+
+        def run(arrays):
+            it = iter(arrays)
+            pairs = zip(leaves, is_array, strict=True)
+            rebuilt = [next(it) if arr else leaf for leaf, arr in pairs]
+            a, k = jax.tree.unflatten(treedef, rebuilt)
+            with handlers.block():
+                tr = handlers.trace(handlers.seed(self.model, jax.random.key(0))).get_trace(
+                    *a, **k
+                )
+            if self.plate in tr:
+                size, sub = tr[self.plate]["args"][:2]
+                found["sizes"] = (size, size if sub is None else sub)
+
+        arrays = [leaf for leaf, arr in zip(leaves, is_array, strict=True) if arr]
+        try:
+            jax.eval_shape(run, arrays)
+        except jax.errors.ConcretizationTypeError:
+            run(arrays)  # the model branches on values: run it on the values themselves
+        if "sizes" not in found:
+            raise ValueError(
+                f"{type(self).__name__}: the model opens no plate {self.plate!r} when called "
+                "with these arguments"
+            )
+        self._plate_sizes[signature] = found["sizes"]
+        return found["sizes"]
+
+    def _open_plate(self, args: tuple, kwargs: dict) -> numpyro.plate:
         if self.create_plates is not None:
             return self._create_plates(*args, **kwargs)[self.plate]
-        n = jax.tree.leaves(x)[0].shape[0]
-        full = self._prototype_frame_full_sizes[self.plate]
-        sub = self._prototype_frames[self.plate].size
+        size, sub = self._model_plate(args, kwargs)
         dim = self._prototype_frames[self.plate].dim
-        if n in (full, sub):
-            return numpyro.plate(self.plate, full, subsample_size=sub, dim=dim)
-        return numpyro.plate(self.plate, n, dim=dim)
+        return numpyro.plate(self.plate, size, subsample_size=sub, dim=dim)
 
-    def _encode(self, x: Any) -> jax.Array:
+    def _check_size(self, x: Any, size: int, sub: int) -> int:
+        n = jax.tree.leaves(x)[0].shape[0]
+        if n not in (size, sub):
+            expected = f"{size}" if sub == size else f"{size} (all data) or {sub} (a minibatch)"
+            raise ValueError(
+                f"{type(self).__name__}: inputs {self._inputs_name} have leading size {n} but "
+                f"the model's plate {self.plate!r} has size {expected} at these arguments"
+            )
+        return n
+
+    def _data_args(self, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if args or kwargs:
+            return args, kwargs
+        self._require_prototype()
+        if self._init_inputs is None:
+            raise ValueError(
+                f"{type(self).__name__}: pass the model arguments of the data whose local "
+                "latents you want (the guide was initialised under jit, so it kept no data)"
+            )
+        return self._init_inputs
+
+    # ----- the guide -------------------------------------------------------------------------
+
+    def encode(self, x: Any) -> jax.Array:
+        """The encoder output ``h`` for a batch of inputs, shape ``(batch, output_size)``.
+
+        Registers the encoder's parameters; call it inside the guide (or under
+        ``handlers.substitute(data=params)``).
+        """
         fn = as_encoder(self.encoder, f"{self.prefix}_encoder", self.encoder_params, self.batched)
         h = fn(x)
         width = self.family.output_size(self.latent_size)
@@ -245,23 +351,25 @@ class AmortizedGuide(AutoGuide):
         return h
 
     def _conditional(self, x: Any) -> dist.Distribution:
-        return self.family(self._encode(x), self.latent_size)
+        return self.family(self.encode(x), self.latent_size)
 
     def __call__(self, *args, **kwargs) -> dict[str, jax.Array]:
         if self.prototype_trace is None:
             self._setup_prototype(*args, **kwargs)
         x = self._inputs(args, kwargs)
-        plate = self._open_plate(x, args, kwargs)
+        plate = self._open_plate(args, kwargs)
+        n = self._check_size(x, plate.size, plate.subsample_size)
         with plate as idx:
-            if plate.subsample_size < plate.size and len(jax.tree.leaves(x)[0]) == plate.size:
+            if n != plate.subsample_size:
                 x = jax.tree.map(lambda leaf: leaf[idx], x)
-            return self._sample_local(self._encode(x))
+            return self._sample_local(self.encode(x))
 
     def _batch_shape(self, batch: int) -> tuple[int, ...]:
         ndim = next(iter(self._local.values())).batch_ndim
         return (batch,) + (1,) * (ndim - 1)
 
     def _sample_local(self, h: jax.Array) -> dict[str, jax.Array]:
+        """Sample every local site inside the plate, given the encoder output ``h``."""
         h = h.reshape(self._batch_shape(h.shape[0]) + h.shape[-1:])
         latent = numpyro.sample(
             f"_{self.prefix}_latent",
@@ -271,16 +379,18 @@ class AmortizedGuide(AutoGuide):
         result = {}
         for name, unconstrained in self._unpack(latent).items():
             site = self._local[name]
-            transform = site.transform or dist.transforms.IdentityTransform()
-            value = transform(unconstrained)
             event_dim = self.prototype_trace[name]["fn"].event_dim
-            if numpyro.get_mask() is False:
-                log_density = 0.0
+            if site.transform is None:
+                value, log_density = unconstrained, 0.0
             else:
-                log_density = -transform.log_abs_det_jacobian(unconstrained, value)
-                log_density = sum_rightmost(
-                    log_density, jnp.ndim(log_density) - jnp.ndim(value) + event_dim
-                )
+                value = site.transform(unconstrained)
+                if numpyro.get_mask() is False:
+                    log_density = 0.0
+                else:
+                    log_density = -site.transform.log_abs_det_jacobian(unconstrained, value)
+                    log_density = sum_rightmost(
+                        log_density, jnp.ndim(log_density) - jnp.ndim(value) + event_dim
+                    )
             delta = dist.Delta(value, log_density=log_density, event_dim=event_dim)
             result[name] = numpyro.sample(name, delta)
         return result
@@ -292,57 +402,89 @@ class AmortizedGuide(AutoGuide):
             for name, s in self._local.items()
         }
 
-    def _constrain(self, unconstrained: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    def unpack_latent(self, flat: jax.Array) -> dict[str, jax.Array]:
+        """Map flat unconstrained latents ``(..., n, D)`` to ``{site: constrained value}``."""
+        flat = flat.reshape(flat.shape[:-2] + self._batch_shape(flat.shape[-2]) + flat.shape[-1:])
         return {
             name: self._local[name].transform(u) if self._local[name].transform else u
-            for name, u in unconstrained.items()
+            for name, u in self._unpack(flat).items()
         }
+
+    # ----- posterior summaries ---------------------------------------------------------------
 
     def get_posterior(self, params: dict, *args, **kwargs) -> dist.Distribution:
         """The per-datum distribution of the flat unconstrained latent for the given data.
 
         :param params: the guide's parameters (``svi.get_params(state)``).
+        :param args: the model's arguments holding the data (default: those of ``svi.init``).
         :return: a distribution with batch shape ``(n,)`` over the ``n`` data in ``args`` and
             event shape ``(latent_size,)``.
         """
         self._require_prototype()
+        args, kwargs = self._data_args(args, kwargs)
         x = self._inputs(args, kwargs)
-        return handlers.substitute(self._conditional, data=params)(x)
+        if self.create_plates is None:
+            self._check_size(x, *self._model_plate(args, kwargs))
+        q = handlers.substitute(self._conditional, data=params)
+        return q(x)
 
     def sample_posterior(self, rng_key, params, *args, sample_shape=(), **kwargs):
-        """Draw the local latents for every datum in ``args`` (no subsampling, any new data).
+        """Draw the local latents of every datum the inputs in ``args`` hold.
+
+        Inputs of the plate's full size give draws for all data (the plate is not subsampled);
+        inputs of the subsample size are taken as the minibatch itself.
 
         :param rng_key: PRNG key.
         :param params: the guide's parameters.
+        :param args: the model's arguments (default: those of ``svi.init``).
         :param sample_shape: leading shape of the draws.
         :return: ``{site: array of shape sample_shape + (n,) + site shape}``.
         """
         q = self.get_posterior(params, *args, **kwargs)
-        flat = q.sample(rng_key, tuple(sample_shape))
-        flat = flat.reshape(flat.shape[:-2] + self._batch_shape(flat.shape[-2]) + flat.shape[-1:])
-        return self._constrain(self._unpack(flat))
+        return self.unpack_latent(q.sample(rng_key, tuple(sample_shape)))
 
     def median(self, params: dict, *args, **kwargs) -> dict[str, jax.Array]:
-        """The latents at the mode of the unconstrained Gaussian, pushed through ``biject_to``.
+        """Per-datum latents at the unconstrained location, pushed through ``biject_to``.
 
         :param params: the guide's parameters.
+        :param args: the model's arguments (default: those of ``svi.init``).
         :return: ``{site: array of shape (n,) + site shape}``.
         """
-        loc = self.get_posterior(params, *args, **kwargs).mean
-        loc = loc.reshape(self._batch_shape(loc.shape[0]) + loc.shape[-1:])
-        return self._constrain(self._unpack(loc))
+        return self.unpack_latent(self._location(self.get_posterior(params, *args, **kwargs)))
 
-    def quantiles(self, params, quantiles):
-        raise NotImplementedError(
-            f"{type(self).__name__}.quantiles needs the data; use sample_posterior instead"
-        )
+    def _location(self, q: dist.Distribution) -> jax.Array:
+        return q.mean
 
-    def _require_prototype(self) -> None:
-        if self.prototype_trace is None:
+    def quantiles(self, params: dict, quantiles, *args, **kwargs) -> dict[str, jax.Array]:
+        """Per-datum marginal quantiles of each unconstrained coordinate, through ``biject_to``.
+
+        Exact for the Gaussian families (as NumPyro's ``AutoNormal``); for flows they are the
+        empirical quantiles of ``num_quantile_samples`` draws with a fixed key.
+
+        :param params: the guide's parameters.
+        :param quantiles: probabilities in ``(0, 1)``.
+        :param args: the model's arguments (default: those of ``svi.init``).
+        :return: ``{site: array of shape (len(quantiles), n) + site shape}``.
+        """
+        probs = jnp.asarray(quantiles)
+        if probs.ndim != 1 or not bool(jnp.all((probs > 0) & (probs < 1))):
             raise ValueError(
-                f"{type(self).__name__}: the guide has not been initialised; run svi.init "
-                "(or call the guide once under a seed) before asking for its posterior"
+                f"{type(self).__name__}.quantiles: quantiles must be a list of probabilities "
+                f"in (0, 1); got {quantiles!r}"
             )
+        q = self.get_posterior(params, *args, **kwargs)
+        if isinstance(q, dist.MultivariateNormal):
+            marginal = dist.Normal(q.loc, jnp.sqrt(jnp.diagonal(q.covariance_matrix, 0, -2, -1)))
+        elif isinstance(q, dist.Independent) and isinstance(q.base_dist, dist.Normal):
+            marginal = q.base_dist
+        else:
+            marginal = None
+        if marginal is not None:
+            flat = marginal.icdf(probs.reshape((-1,) + (1,) * marginal.loc.ndim))
+        else:
+            draws = q.sample(jax.random.key(0), (self.num_quantile_samples,))
+            flat = jnp.quantile(draws, probs.astype(draws.dtype), axis=0)
+        return self.unpack_latent(flat)
 
 
 class AmortizedNormal(AmortizedGuide):
@@ -418,6 +560,14 @@ class AmortizedMultivariateNormal(AmortizedGuide):
         super().__init__(model, encoder, family=FullRankNormalFamily(init_scale), **kwargs)
 
 
+def _hashable(value: Any) -> Any:
+    try:
+        hash(value)
+    except TypeError:
+        return ("id", id(value))
+    return value
+
+
 def _unwrap(fn: Callable) -> Callable:
     while isinstance(fn, Messenger) and fn.fn is not None:
         fn = fn.fn
@@ -472,13 +622,7 @@ class AmortizedFlow(AmortizedGuide):
         family = ConditionalFlowFamily(context_dim, flow, name=f"{prefix}_flow")
         super().__init__(model, encoder, family=family, prefix=prefix, **kwargs)
 
-    def median(self, params: dict, *args, **kwargs) -> dict[str, jax.Array]:
-        """The image of the base distribution's mode (zero), pushed through ``biject_to``.
-
-        :param params: the guide's parameters.
-        :return: ``{site: array of shape (n,) + site shape}``.
-        """
-        q = self.get_posterior(params, *args, **kwargs)
-        point = q.transforms[0](jnp.zeros(q.batch_shape + q.event_shape))
-        point = point.reshape(self._batch_shape(point.shape[0]) + point.shape[-1:])
-        return self._constrain(self._unpack(point))
+    def _location(self, q: dist.Distribution) -> jax.Array:
+        # The image of the base distribution's median (zero): what NumPyro's autoguides call
+        # the median of a flow; the marginal medians are ``quantiles(params, [0.5])``.
+        return q.transforms[0](jnp.zeros(q.batch_shape + q.event_shape, q.base_dist.loc.dtype))

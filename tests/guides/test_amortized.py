@@ -386,3 +386,107 @@ def test_bad_input_raises_clear_errors():
         handlers.seed(guide, 0)(data(4))
     with pytest.raises(ValueError, match="not been initialised"):
         guide.sample_posterior(jax.random.key(0), {}, data(4))
+
+
+def test_model_without_local_latents_is_refused_clearly():
+    params = {"w": jnp.zeros((3, 4)), "b": jnp.zeros(4)}
+
+    def observed_only(x):
+        with numpyro.plate("data", x.shape[0]):
+            numpyro.sample("x", dist.Normal(0, 1).expand([3]).to_event(1), obs=x)
+
+    guide = AmortizedNormal(observed_only, linear, plate="data", inputs="x", encoder_params=params)
+    with pytest.raises(ValueError, match="no latent site in plate 'data'"):
+        handlers.seed(guide, 0)(data(4))
+
+
+@pytest.mark.parametrize("cls", [AmortizedNormal, AmortizedMultivariateNormal])
+def test_held_out_elbo_follows_the_model_plate_whatever_the_data_size(x64, cls):
+    """The training subsample size B must not make held-out data of size B look subsampled."""
+    batch = 5
+    guide = make_guide(cls, scale=0.3)
+    tr = handlers.trace(handlers.seed(guide, 0)).get_trace(data(), subsample_size=batch)
+    params = {k: v["value"] for k, v in tr.items() if v["type"] == "param"}
+    for n in (batch - 1, batch, batch + 1):
+        x = data(n, seed=11)
+        exact = closed_form_elbo(*guide_moments(guide, params, x), x) / n
+        draws = -_losses(Trace_ELBO(), guide, params, x, num=400) / n
+        # Held-out ELBO per datum against its closed form: 4 Monte Carlo standard errors.
+        assert abs(draws.mean() - exact) < 4 * draws.std() / np.sqrt(draws.size), n
+
+
+def test_minibatch_given_by_the_caller_is_encoded_as_given(x64):
+    def batch_model(x_batch, num_data):
+        with numpyro.plate("data", num_data, subsample_size=x_batch.shape[0]):
+            z = numpyro.sample("z", dist.Normal(0, 1).expand([2]).to_event(1))
+            numpyro.sample("x", dist.Normal(z @ W.T + B, S).to_event(1), obs=x_batch)
+
+    params = {"w": 0.3 * jnp.ones((3, 4)), "b": jnp.zeros(4)}
+    guide = AmortizedNormal(
+        batch_model, linear, plate="data", inputs="x_batch", encoder_params=params
+    )
+    x = data(6)
+    tr = handlers.trace(handlers.seed(guide, 0)).get_trace(x, 100)
+    assert tr["data"]["args"] == (100, 6)
+    expected = guide.get_posterior(init_params_of(tr), x, 100).base_dist.loc
+    np.testing.assert_allclose(tr["z"]["fn"].base_dist.loc, expected)
+
+
+def init_params_of(tr):
+    return {k: v["value"] for k, v in tr.items() if v["type"] == "param"}
+
+
+def test_inputs_whose_size_differs_from_the_plate_raise_naming_plate_and_argument():
+    def two_arg_model(x, y):
+        with numpyro.plate("data", y.shape[0]):
+            z = numpyro.sample("z", dist.Normal(0, 1).expand([2]).to_event(1))
+            numpyro.sample("y", dist.Normal(z.sum(-1), 1.0), obs=y)
+
+    params = {"w": jnp.zeros((3, 4)), "b": jnp.zeros(4)}
+    guide = AmortizedNormal(two_arg_model, linear, plate="data", inputs="x", encoder_params=params)
+    with pytest.raises(
+        ValueError, match=r"inputs 'x' have leading size 1 .* plate 'data' has size 200"
+    ):
+        handlers.seed(guide, 0)(data(1), jnp.zeros(200))
+
+
+def deterministic_mixed_model(x):
+    shift = numpyro.sample("shift", dist.Normal(0, 1).expand([3]).to_event(1))
+    with numpyro.plate("data", x.shape[0]):
+        z = numpyro.sample("z", dist.Normal(0, 1).expand([2]).to_event(1))
+        numpyro.deterministic("norm", (z**2).sum(-1))
+        numpyro.sample("x", dist.Normal(z @ W.T + shift, S).to_event(1), obs=x)
+
+
+@pytest.mark.parametrize("cls", [AmortizedNormal, AmortizedMultivariateNormal])
+def test_autoguide_list_median_and_quantiles_need_no_data(x64, cls):
+    x = data(7)
+    guide = AutoGuideList(deterministic_mixed_model)
+    guide.append(
+        AutoNormal(handlers.block(deterministic_mixed_model, hide=["z", "norm"]), init_scale=0.2)
+    )
+    width = (DiagonalNormalFamily if cls is AmortizedNormal else FullRankNormalFamily)()
+    width = width.output_size(2)
+    local = handlers.block(deterministic_mixed_model, hide=["shift"])
+    params = {"w": 0.3 * jnp.ones((3, width)), "b": 0.1 * jnp.ones(width)}
+    guide.append(cls(local, linear, plate="data", inputs="x", encoder_params=params))
+    svi = SVI(deterministic_mixed_model, guide, optax.adam(0.01), Trace_ELBO())
+    params = svi.get_params(svi.init(jax.random.key(0), x))
+    median = guide.median(params)
+    assert median["shift"].shape == (3,) and median["z"].shape == (7, 2)
+    probs = jnp.array([0.1, 0.5, 0.9])
+    quantiles = guide.quantiles(params, probs)
+    assert quantiles["z"].shape == (3, 7, 2)
+    np.testing.assert_allclose(quantiles["z"][1], median["z"], rtol=1e-10)
+    # Marginal Gaussian quantiles of the encoder's output at the training data.
+    q = guide[1].get_posterior(params)
+    sd = (
+        jnp.sqrt(q.variance)
+        if cls is AmortizedNormal
+        else jnp.sqrt(jnp.diagonal(q.covariance_matrix, 0, -2, -1))
+    )
+    expected = q.mean + sd * jax.scipy.special.ndtri(probs)[:, None, None]
+    np.testing.assert_allclose(quantiles["z"], expected, rtol=1e-10)
+    # New data: the amortised part takes the model's arguments.
+    assert guide[1].median(params, data(4, seed=5))["z"].shape == (4, 2)
+    assert guide[1].quantiles(params, [0.5], data(4, seed=5))["z"].shape == (1, 4, 2)
