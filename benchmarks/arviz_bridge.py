@@ -26,7 +26,9 @@ def main(num_samples: int, repeats: int) -> None:
     key = jax.random.PRNGKey(1)
 
     def ours():
-        return from_svi(guide, result.params, X, y, num_samples=num_samples, rng_key=key)
+        return from_svi(
+            guide, result.params, model_args=(X, y), num_samples=num_samples, rng_key=key
+        )
 
     def anchor():
         return from_numpyro_svi(svi, svi_result=result, model_args=(X, y), num_samples=num_samples)

@@ -177,7 +177,7 @@ def main(out: Path, steps: int, seed: int) -> None:
     guide, result = fit_svi(x_train, steps, seed)
     print(f"SVI: {steps} steps in {time.perf_counter() - start:.1f} s, "
           f"ELBO {-float(result.losses[-200:].mean()):.1f}")  # fmt: skip
-    svi_tree = from_svi(guide, result.params, x_train, num_samples=2000, **kw)
+    svi_tree = from_svi(guide, result.params, model_args=(x_train,), num_samples=2000, **kw)
 
     start = time.perf_counter()
     mcmc = MCMC(NUTS(marginal_model), num_warmup=500, num_samples=1000, num_chains=2,
@@ -185,7 +185,7 @@ def main(out: Path, steps: int, seed: int) -> None:
     mcmc.run(jax.random.key(seed + 1), x_train)
     jax.block_until_ready(mcmc.get_samples())
     print(f"NUTS on the collapsed model: 2 x 1000 draws in {time.perf_counter() - start:.1f} s")
-    nuts_tree = from_mcmc(mcmc, **kw)
+    nuts_tree = from_mcmc(mcmc, model_args=(x_train,), **kw)
 
     for name, tree in [("SVI (AutoNormal + amortised)", svi_tree), ("NUTS", nuts_tree)]:
         print(f"\n{name}:")

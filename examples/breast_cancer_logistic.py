@@ -46,14 +46,14 @@ def main(out: Path) -> None:
     mcmc = MCMC(NUTS(logistic_regression), num_warmup=1000, num_samples=1000, num_chains=4,
                 chain_method="vectorized")  # fmt: skip
     mcmc.run(keys[0], X, y, extra_fields=("diverging", "potential_energy"))
-    trees = {"NUTS": from_mcmc(mcmc, **kw)}
+    trees = {"NUTS": from_mcmc(mcmc, model_args=(X, y), **kw)}
     for name, guide_cls, key in [
         ("AutoNormal", AutoNormal, keys[1]),
         ("AutoMultivariateNormal", AutoMultivariateNormal, keys[2]),
     ]:
         guide = guide_cls(logistic_regression)
         params = fit_svi(guide, X, y, key)
-        trees[name] = from_svi(guide, params, X, y, num_samples=4000, **kw)
+        trees[name] = from_svi(guide, params, model_args=(X, y), num_samples=4000, **kw)
 
     print(azs.summary(trees["NUTS"], var_names=["alpha", "beta"]).to_string())
     print(azs.compare(trees).to_string())

@@ -49,7 +49,7 @@ def main(out: Path) -> None:
     mcmc = MCMC(PolyaGammaGibbs(model), num_warmup=200, num_samples=1000, num_chains=2,
                 chain_method="vectorized", progress_bar=False)  # fmt: skip
     mcmc.run(jax.random.PRNGKey(0), X, y)
-    dt = from_mcmc(mcmc)
+    dt = from_mcmc(mcmc, model_args=(X, y))
     summary = azs.summary(dt, var_names=["f"])
     print(summary.head(8).to_string())
     print(f"min bulk ESS over the 150 function values: {summary['ess_bulk'].min():.0f}")

@@ -42,7 +42,7 @@ def main(out: Path) -> None:
         mcmc = MCMC(kernel, num_warmup=1000, num_samples=3000, num_chains=2,
                     chain_method="sequential", progress_bar=False)  # fmt: skip
         mcmc.run(jax.random.PRNGKey(i), *args)
-        trees[name] = from_mcmc(mcmc)
+        trees[name] = from_mcmc(mcmc, model_args=args)
         print(f"\n{name}")
         print(azs.summary(trees[name], var_names=["tau", "a", "b"]).to_string())
     fig = plot_scale_posteriors(trees)

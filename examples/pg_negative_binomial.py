@@ -51,7 +51,7 @@ def main(out: Path) -> None:
                     chain_method="vectorized", progress_bar=False)  # fmt: skip
         mcmc.run(jax.random.PRNGKey(i), x, y)
         print(f"\n{name}")
-        print(azs.summary(from_mcmc(mcmc), var_names=["beta"]).to_string())
+        print(azs.summary(from_mcmc(mcmc, model_args=(x, y)), var_names=["beta"]).to_string())
         samples[name] = mcmc.get_samples()["beta"]
     grid = jnp.linspace(-2.0, 2.0, 100)
     fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -44,7 +44,7 @@ def main(out: Path) -> None:
         ("NUTS", NUTS(polynomial_logistic), key_nuts),
     ]:
         mcmc = fit(kernel, Phi, y, key)
-        trees[name] = from_mcmc(mcmc)
+        trees[name] = from_mcmc(mcmc, model_args=(Phi, y))
         samples[name] = mcmc.get_samples()["beta"]
         print(f"\n{name}")
         print(azs.summary(trees[name], var_names=["beta"]).to_string())

@@ -87,7 +87,7 @@ def main(out: Path) -> None:
         f"Pólya-gamma Gibbs: {pg_time:.2f} s for 3000 draws;"
         f" NUTS: {nuts_time:.2f} s (compile included)"
     )
-    print(azs.summary(from_mcmc(mcmc), var_names=["beta"]).to_string())
+    print(azs.summary(from_mcmc(mcmc, model_args=(X, y)), var_names=["beta"]).to_string())
 
     # local-variational fit: q(beta) Gaussian, q(omega_n) = PG(1, c_n), by coordinate ascent
     fit = polya_gamma_local_vi(model, X, y)

@@ -67,7 +67,12 @@ def main(out: Path, steps: int, batch_size: int, particles: int, seed: int) -> N
         )
 
     tree = from_svi(
-        guide, params, x_test[:3], num_samples=2000, rng_key=key, dims={"z": ["digit", "latent"]}
+        guide,
+        params,
+        model_args=(x_test[:3],),
+        num_samples=2000,
+        rng_key=key,
+        dims={"z": ["digit", "latent"]},
     )
     print("posterior of the latents of three held-out digits:")
     print(azs.summary(tree, var_names=["z"], kind="stats").to_string())

@@ -18,7 +18,9 @@ with draws times data size; pass fewer ``num_samples`` for very large data.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import jax
@@ -43,19 +45,21 @@ _STAT_NAMES = {
 def from_svi(
     guide: Callable,
     params: Mapping[str, Any],
-    *model_args,
+    *,
+    model_args: Sequence = (),
+    model_kwargs: Mapping[str, Any] | None = None,
     num_samples: int = 1000,
     model: Callable | None = None,
     coords: Mapping[str, Sequence] | None = None,
     dims: Mapping[str, Sequence[str]] | None = None,
     rng_key: jax.Array | None = None,
     sample_dims: Sequence[str] = ("chain", "draw"),
-    **model_kwargs,
 ):
     """Convert a fitted guide into an ArviZ ``DataTree``.
 
     With ``k_guide, k_model = jax.random.split(rng_key)``, the posterior draws are exactly
-    ``guide.sample_posterior(k_guide, params, *model_args, sample_shape=(num_samples,))`` when
+    ``guide.sample_posterior(k_guide, params, *model_args, sample_shape=(num_samples,),
+    **model_kwargs)`` when
     the guide has ``sample_posterior`` (AutoGuides and the guides of this library), and
     ``Predictive(guide, params=params, num_samples=num_samples)(k_guide, *model_args)``
     otherwise. The model then supplies deterministic sites, posterior-predictive draws (with
@@ -67,16 +71,21 @@ def from_svi(
 
     :param guide: the fitted guide.
     :param params: the fitted parameters, e.g. ``svi_result.params``.
-    :param model_args: the model's positional arguments, observed data included.
+    :param model_args: the model's positional arguments, observed data included, as given to
+        ``svi.run`` (the names follow ``arviz_base.from_numpyro_svi``; the model's arguments
+        never mix with this function's own options, so a model argument may be called
+        ``model``, ``dims`` or ``rng_key``).
+    :param model_kwargs: the model's keyword arguments.
     :param num_samples: number of posterior draws.
     :param model: the model; defaults to ``guide.model``.
     :param coords: coordinate values for named dimensions.
     :param dims: dimension names per variable; plate names are used where not given.
     :param rng_key: PRNG key (``jax.random.PRNGKey(0)`` if omitted).
     :param sample_dims: ``("chain", "draw")`` or ``("sample",)``.
-    :param model_kwargs: the model's keyword arguments.
     :return: a ``DataTree`` with posterior, posterior_predictive, log_likelihood and
         observed_data groups.
+    :raises ValueError: if ``params`` do not fit the guide, or the guide or the model fail at
+        ``model_args`` (data of another shape than the fit's).
 
     >>> import jax, numpyro, numpyro.distributions as dist, optax
     >>> from numpyro.infer import SVI, Trace_ELBO
@@ -90,26 +99,28 @@ def from_svi(
     >>> guide = AutoNormal(model)
     >>> svi = SVI(model, guide, optax.adam(0.1), Trace_ELBO())
     >>> result = svi.run(jax.random.PRNGKey(0), 300, y=y, progress_bar=False)
-    >>> dt = from_svi(guide, result.params, y=y, num_samples=200)
+    >>> dt = from_svi(guide, result.params, model_kwargs={"y": y}, num_samples=200)
     >>> sorted(dt.children)
     ['log_likelihood', 'observed_data', 'posterior', 'posterior_predictive']
     >>> dt.log_likelihood["y"].dims
     ('chain', 'draw', 'obs')
     """
     model = _model_of(guide, model, "from_svi")
+    model_args, model_kwargs = _model_arguments("from_svi", model_args, model_kwargs)
     if num_samples < 1:
         raise ValueError(f"from_svi: num_samples must be a positive integer, got {num_samples}")
     _check_params(guide, params, model_args, model_kwargs)
     rng_key = random.PRNGKey(0) if rng_key is None else rng_key
     guide_key, model_key = random.split(rng_key)
-    if hasattr(guide, "sample_posterior"):
-        draws = guide.sample_posterior(
-            guide_key, params, *model_args, sample_shape=(num_samples,), **model_kwargs
-        )
-    else:
-        draws = Predictive(guide, params=params, num_samples=num_samples)(
-            guide_key, *model_args, **model_kwargs
-        )
+    with _at_these_arguments("from_svi", "the guide"):
+        if hasattr(guide, "sample_posterior"):
+            draws = guide.sample_posterior(
+                guide_key, params, *model_args, sample_shape=(num_samples,), **model_kwargs
+            )
+        else:
+            draws = Predictive(guide, params=params, num_samples=num_samples)(
+                guide_key, *model_args, **model_kwargs
+            )
     sample_dims = tuple(sample_dims)
     if sample_dims == ("chain", "draw"):
         draws = jax.tree.map(lambda x: x[None], draws)
@@ -125,6 +136,8 @@ def from_svi(
 def from_mcmc(
     mcmc,
     *,
+    model_args: Sequence = (),
+    model_kwargs: Mapping[str, Any] | None = None,
     model: Callable | None = None,
     coords: Mapping[str, Sequence] | None = None,
     dims: Mapping[str, Sequence[str]] | None = None,
@@ -133,12 +146,16 @@ def from_mcmc(
     """Convert a finished ``numpyro.infer.MCMC`` run into an ArviZ ``DataTree``.
 
     Posterior draws are ``mcmc.get_samples(group_by_chain=True)`` (deterministic sites
-    included); the model is re-run with the arguments ``mcmc.run`` received to add
-    posterior-predictive draws, pointwise log-likelihoods and observed data. Extra fields
+    included); the model is re-run at ``model_args`` and ``model_kwargs``, the arguments
+    given to ``mcmc.run`` (NumPyro keeps them only in private attributes, so they are passed
+    again), to add posterior-predictive draws, pointwise log-likelihoods and observed data.
+    Extra fields
     recorded by the run (``diverging``, ``accept_prob``, ``num_steps``, ``potential_energy``)
     become ``sample_stats``.
 
     :param mcmc: an ``MCMC`` object after ``run``.
+    :param model_args: the model's positional arguments, as given to ``mcmc.run``.
+    :param model_kwargs: the model's keyword arguments, as given to ``mcmc.run``.
     :param model: the model; defaults to ``mcmc.sampler.model``.
     :param coords: coordinate values for named dimensions.
     :param dims: dimension names per variable; plate names are used where not given.
@@ -154,16 +171,18 @@ def from_mcmc(
     ...     with numpyro.plate("obs", 3):
     ...         numpyro.sample("y", dist.Normal(mu, 1), obs=y)
     >>> mcmc = MCMC(NUTS(model), num_warmup=100, num_samples=100, progress_bar=False)
-    >>> mcmc.run(jax.random.PRNGKey(0), y=jax.numpy.array([0.5, 1.0, 1.5]))
-    >>> dt = from_mcmc(mcmc)
+    >>> y = jax.numpy.array([0.5, 1.0, 1.5])
+    >>> mcmc.run(jax.random.PRNGKey(0), y=y)
+    >>> dt = from_mcmc(mcmc, model_kwargs={"y": y})
     >>> dt.posterior["mu"].shape
     (1, 100)
     """
     if not hasattr(mcmc, "get_samples") or not hasattr(mcmc, "sampler"):
         raise ValueError(f"from_mcmc: expected a numpyro.infer.MCMC object, got {type(mcmc)}")
-    if getattr(mcmc, "_states", None) is None:
+    if mcmc.last_state is None:
         raise ValueError("from_mcmc: the MCMC object has no samples; call mcmc.run(...) first")
     model = _model_of(mcmc.sampler, model, "from_mcmc")
+    model_args, model_kwargs = _model_arguments("from_mcmc", model_args, model_kwargs)
     draws = mcmc.get_samples(group_by_chain=True)
     rng_key = random.PRNGKey(0) if rng_key is None else rng_key
     tree = _to_datatree(
@@ -171,8 +190,8 @@ def from_mcmc(
         model,
         draws,
         rng_key,
-        tuple(mcmc._args),
-        dict(mcmc._kwargs),
+        model_args,
+        model_kwargs,
         coords,
         dims,
         ("chain", "draw"),
@@ -190,14 +209,39 @@ def _model_of(owner, model, caller: str) -> Callable:
     return model
 
 
+def _model_arguments(caller: str, args, kwargs) -> tuple[tuple, dict]:
+    if isinstance(args, Mapping) or not isinstance(args, Sequence):
+        raise ValueError(
+            f"{caller}: model_args must be a tuple of the model's positional arguments; got "
+            f"{type(args).__name__} (pass keyword arguments as model_kwargs={{...}})"
+        )
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise ValueError(f"{caller}: model_kwargs must be a dict; got {type(kwargs).__name__}")
+    return tuple(args), dict(kwargs or {})
+
+
+@contextmanager
+def _at_these_arguments(caller: str, what: str):
+    """Turn a shape or type failure of the guide or model into a ValueError that says why."""
+    try:
+        yield
+    except (TypeError, IndexError) as error:
+        raise ValueError(
+            f"{caller}: {what} fails at the given model arguments ({type(error).__name__}: "
+            f"{error}); pass the data in the shape of the fit (model_args/model_kwargs as "
+            "given to svi.run or mcmc.run)"
+        ) from error
+
+
 def _check_params(guide, params, model_args, model_kwargs) -> None:
     """Raise if ``params`` lacks a parameter of ``guide`` or has one of the wrong shape."""
     if not isinstance(params, Mapping):
         raise ValueError(
             f"from_svi: params must be a dict (svi_result.params), got {type(params)}"
         )
-    with handlers.block(), handlers.trace() as tr, handlers.seed(rng_seed=0):
-        guide(*model_args, **model_kwargs)
+    with _at_these_arguments("from_svi", "the guide"):
+        with handlers.block(), handlers.trace() as tr, handlers.seed(rng_seed=0):
+            guide(*model_args, **model_kwargs)
     expected = {name: site["value"] for name, site in tr.items() if site["type"] == "param"}
     missing = sorted(set(expected) - set(params))
     if missing:
@@ -217,7 +261,12 @@ def _to_datatree(
     caller, model, draws, rng_key, args, kwargs, coords, dims, sample_dims, sample_stats=None
 ):
     batch_ndims = len(sample_dims)
-    trace = _model_trace(model, draws, batch_ndims, args, kwargs)
+    # Bind the keyword arguments so that none can collide with NumPyro's own parameter names
+    # (``model`` in ``log_likelihood``, ``rng_key`` in ``Predictive``).
+    model = functools.partial(model, **kwargs) if kwargs else model
+    kwargs = {}
+    with _at_these_arguments(caller, "the model"):
+        trace = _model_trace(model, draws, batch_ndims, args, kwargs)
     observed = {
         name: np.asarray(site["value"])
         for name, site in trace.items()
@@ -226,7 +275,7 @@ def _to_datatree(
     if not observed:
         raise ValueError(
             f"{caller}: the model has no observed site when called with these arguments; "
-            "pass the observed data (e.g. y=y) as when fitting"
+            "pass the observed data in model_args or model_kwargs as when fitting"
         )
     latent = [
         name

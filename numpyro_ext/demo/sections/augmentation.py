@@ -105,7 +105,7 @@ def run(ctx: Context) -> None:
         mcmc.run(key, Phi, y)
         jax.block_until_ready(mcmc.get_samples())
         seconds = time.perf_counter() - start
-        dt = from_mcmc(mcmc)
+        dt = from_mcmc(mcmc, model_args=(Phi, y))
         results[name] = (dt, seconds, mcmc.get_samples()["beta"])
         print(f"\n  {name}: {draws} draws x 2 chains, mcmc.run took {seconds:.2f} s")
         print(azs.summary(dt, var_names=["beta"]).to_string())

@@ -85,7 +85,7 @@ def run(ctx: Context) -> None:
         mcmc.run(jax.random.PRNGKey(ctx.seed + i), *args)
         jax.block_until_ready(mcmc.get_samples())
         seconds = time.perf_counter() - start
-        trees[name] = from_mcmc(mcmc)
+        trees[name] = from_mcmc(mcmc, model_args=args)
         print(f"\n  {name}: {draws} draws x 2 chains, mcmc.run took {seconds:.2f} s")
         print(azs.summary(trees[name], var_names=["tau", "a", "b"]).to_string())
     ctx.savefig(plot_scale_posteriors(trees), "scale_posteriors")

@@ -104,7 +104,7 @@ def _fit_and_compare(ctx: Context) -> None:
     )
     with ctx.timed("NUTS, 2 chains"):
         mcmc.run(key_mcmc, X, y, extra_fields=("diverging", "potential_energy"))
-    dt_nuts = from_mcmc(mcmc, dims=dims, coords=coords)
+    dt_nuts = from_mcmc(mcmc, model_args=(X, y), dims=dims, coords=coords)
 
     guide = AutoNormal(logistic_regression)
     svi = SVI(logistic_regression, guide, optax.adam(0.02), Trace_ELBO())
@@ -113,7 +113,7 @@ def _fit_and_compare(ctx: Context) -> None:
     print(f"  final ELBO: {-float(np.mean(result.losses[-100:])):.1f}")
     with ctx.timed("from_svi"):
         dt_svi = from_svi(
-            guide, result.params, X, y, num_samples=2 * draws, rng_key=key_draws,
+            guide, result.params, model_args=(X, y), num_samples=2 * draws, rng_key=key_draws,
             dims=dims, coords=coords,
         )  # fmt: skip
 
