@@ -37,11 +37,22 @@ class Banana(Bijector):
         self.curvature = jnp.asarray(curvature)
         self.offset = jnp.asarray(offset)
 
+    def _batch_shape(self):
+        return jnp.broadcast_shapes(jnp.shape(self.curvature), jnp.shape(self.offset))
+
+    def forward_shape(self, shape):
+        batch = jnp.broadcast_shapes(tuple(shape[:-1]), self._batch_shape())
+        return (*batch, shape[-1])
+
+    def inverse_shape(self, shape):
+        return self.forward_shape(shape)
+
     def _bend(self, x, sign):
         if jnp.shape(x)[-1] < 2:
             raise ValueError(f"Banana: event size must be >= 2, got shape {jnp.shape(x)}")
         x1 = x[..., 0]
         bent = x[..., 1] + sign * (self.curvature * x1**2 + self.offset)
+        x = jnp.broadcast_to(x, (*jnp.shape(bent), jnp.shape(x)[-1]))
         y = x.at[..., 1].set(bent)
         return y, jnp.zeros(jnp.shape(y)[:-1], y.dtype)
 

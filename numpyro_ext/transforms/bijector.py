@@ -4,7 +4,8 @@ A bijector \\(f\\) maps ``x`` to ``y = f(x)`` and knows its log-determinant
 \\(\\log|\\det J_f(x)|\\). Subclasses implement one fused primitive per direction,
 ``_forward_and_log_det`` and ``_inverse_and_log_det`` (distrax style); everything else
 (``forward``, ``inverse``, the log-dets with an ``event_ndims`` argument as in TFP, the NumPyro
-``Transform`` protocol, the constant-Jacobian cache) is derived here, so every
+``Transform`` protocol: ``domain``/``codomain``, ``sign``, ``tree_flatten``/``eq``) is
+derived here, so every
 :class:`Bijector` is accepted wherever NumPyro takes a transform (``TransformedDistribution``,
 ``TransformReparam``, ``biject_to`` registrations, autoguides, ``Predictive``).
 
@@ -18,6 +19,13 @@ Conventions worth knowing:
   ``ComposeTransform([g, f])`` is the same map (parts in application order).
 - ``bijector.inv`` is an :class:`Invert`, itself a Bijector; NumPyro transforms can be wrapped
   with :func:`as_bijector` (``Chain`` and ``Invert`` do it for you).
+- Every bijector is a pytree through NumPyro's own mechanism: ``Transform`` registers each
+  subclass with its ``tree_flatten``/``tree_unflatten``; here the array attributes named in
+  ``_leaves`` are the children and every other attribute is static. ``eq`` compares two
+  bijectors structurally (same type, same static settings, equal arrays), so a bijector
+  passed through ``jit`` equals itself.
+- ``is_constant_jacobian`` is information (as in TFP), not a cache: log-dets are always
+  computed from the parameters, so bijectors hold no mutable state.
 - Conditional layers (couplings, autoregressive) carry a ``context`` array;
   ``bijector.conditioned(context)`` returns a copy bound to that context, and containers
   pass it on to their parts.
@@ -29,8 +37,10 @@ from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from numpyro.distributions import constraints
 from numpyro.distributions.transforms import Transform
+from numpyro.distributions.util import array_equiv
 
 __all__ = ["Bijector", "Chain", "Inline", "Invert", "as_bijector"]
 
@@ -64,7 +74,13 @@ def _reduce(log_det, extra_ndims: int, batch_shape: tuple[int, ...]):
 
 
 def _is_tracer(value) -> bool:
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(value))
+    return isinstance(value, jax.core.Tracer)
+
+
+def _with_event_dim(constraint: constraints.Constraint, event_dim: int):
+    """``constraint`` reinterpreted over ``event_dim`` dimensions (as ComposeTransform does)."""
+    extra = event_dim - constraint.event_dim
+    return constraint if extra <= 0 else constraints.independent(constraint, extra)
 
 
 class Bijector(Transform):
@@ -75,8 +91,8 @@ class Bijector(Transform):
     attribute is static) and implement ``_forward_and_log_det(x)`` and, when an inverse
     exists, ``_inverse_and_log_det(y)``.
 
-    :cvar is_constant_jacobian: when true the log-det does not depend on the input; it is
-        computed once per event shape and dtype, cached on the instance and broadcast.
+    :cvar is_constant_jacobian: the log-det does not depend on the input (information for
+        callers, as in TFP; nothing is cached).
 
     >>> import jax.numpy as jnp
     >>> from numpyro_ext.transforms import Shift
@@ -142,18 +158,12 @@ class Bijector(Transform):
     def forward_and_log_det(self, x):
         """Fused \\((f(x), \\log|\\det J_f(x)|)\\), log-det over the minimal event."""
         y, log_det = self._forward_and_log_det(x)
-        batch = _batch_shape(x, self.event_ndims_in)
-        if self.is_constant_jacobian:
-            log_det = self._constant_log_det("forward", x)
-        return y, _reduce(log_det, 0, batch)
+        return y, _reduce(log_det, 0, _batch_shape(x, self.event_ndims_in))
 
     def inverse_and_log_det(self, y):
         """Fused \\((f^{-1}(y), \\log|\\det J_{f^{-1}}(y)|)\\)."""
         x, log_det = self._inverse_and_log_det(y)
-        batch = _batch_shape(y, self.event_ndims_out)
-        if self.is_constant_jacobian:
-            log_det = self._constant_log_det("inverse", y)
-        return x, _reduce(log_det, 0, batch)
+        return x, _reduce(log_det, 0, _batch_shape(y, self.event_ndims_out))
 
     def forward_log_det_jacobian(self, x, event_ndims: int | None = None):
         """\\(\\log|\\det J_f(x)|\\), summed over ``event_ndims`` rightmost dimensions.
@@ -162,10 +172,7 @@ class Bijector(Transform):
         :param event_ndims: number of event dimensions of ``x`` (default: the minimum).
         """
         nd = self._check_event_ndims(event_ndims, self.event_ndims_in, "event_ndims")
-        if self.is_constant_jacobian:
-            log_det = self._constant_log_det("forward", x)
-        else:
-            log_det = self._forward_log_det(x)
+        log_det = self._forward_log_det(x)
         return _reduce(log_det, nd - self.event_ndims_in, _batch_shape(x, self.event_ndims_in))
 
     def inverse_log_det_jacobian(self, y, event_ndims: int | None = None):
@@ -175,30 +182,8 @@ class Bijector(Transform):
         :param event_ndims: number of event dimensions of ``y`` (default: the minimum).
         """
         nd = self._check_event_ndims(event_ndims, self.event_ndims_out, "event_ndims")
-        if self.is_constant_jacobian:
-            log_det = self._constant_log_det("inverse", y)
-        else:
-            log_det = self._inverse_log_det(y)
+        log_det = self._inverse_log_det(y)
         return _reduce(log_det, nd - self.event_ndims_out, _batch_shape(y, self.event_ndims_out))
-
-    def _constant_log_det(self, direction: str, value):
-        """Log-det of a constant-Jacobian bijector, computed once per event shape and dtype."""
-        nd = self.event_ndims_in if direction == "forward" else self.event_ndims_out
-        shape = jnp.shape(value)
-        event_shape = shape[len(shape) - nd :]
-        key = (direction, event_shape, jnp.result_type(value))
-        cache = self.__dict__.setdefault("_log_det_cache", {})
-        if key in cache:
-            return cache[key]
-        origin = jnp.zeros(event_shape, jnp.result_type(value))
-        if direction == "forward":
-            log_det = self._forward_log_det(origin)
-        else:
-            log_det = self._inverse_log_det(origin)
-        # A traced value may only be kept when the instance itself lives in that trace.
-        if not _is_tracer(log_det) or _is_tracer(self.tree_flatten()[0]):
-            cache[key] = log_det
-        return log_det
 
     def conditioned(self, context) -> Bijector:
         """Return this bijector bound to ``context`` (a no-op for unconditional bijectors)."""
@@ -231,33 +216,51 @@ class Bijector(Transform):
     def inv(self) -> Bijector:
         return Invert(self)
 
-    @property
-    def sign(self):
-        raise NotImplementedError(f"{type(self).__name__} has no scalar sign")
-
-    # --- pytree -------------------------------------------------------------------------------
+    # --- pytree (NumPyro's mechanism: Transform registers every subclass) -------------------
     def tree_flatten(self):
         children = tuple(getattr(self, name) for name in self._leaves)
         static = tuple(
             sorted(
-                (k, v)
-                for k, v in self.__dict__.items()
-                if k not in self._leaves and k not in ("_inv", "_log_det_cache")
+                (k, v) for k, v in self.__dict__.items() if k not in self._leaves and k != "_inv"
             )
         )
-        return children, static
+        return children, (self._leaves, static)
 
     @classmethod
-    def tree_unflatten(cls, static, children):
+    def tree_unflatten(cls, aux_data, children):
+        names, static = aux_data
         obj = cls.__new__(cls)
-        obj.__dict__.update(dict(static))
-        obj.__dict__.update(zip(cls._leaves, children, strict=True))
+        obj.__dict__.update(static)
+        obj.__dict__.update(zip(names, children, strict=True))
         return obj
 
+    def eq(self, other: object, static: bool = False):
+        """Structural equality: same type, same static settings, equal array leaves.
+
+        :param other: the object compared with.
+        :param static: return a Python bool (concrete arrays compared by value, traced ones
+            count as different); otherwise an array that may be traced. ``==`` uses it.
+        """
+        if type(self) is not type(other):
+            return False
+        mine, theirs = jax.tree.flatten(self), jax.tree.flatten(other)
+        if mine[1] != theirs[1] or len(mine[0]) != len(theirs[0]):
+            return False
+        equal = True
+        for a, b in zip(mine[0], theirs[0], strict=True):
+            if jnp.shape(a) != jnp.shape(b):
+                return False
+            if static:
+                if _is_tracer(a) or _is_tracer(b) or not np.array_equiv(a, b):
+                    return False
+                continue
+            equal = equal & array_equiv(a, b)
+        return equal
+
     def replace(self, **changes) -> Bijector:
-        """A copy with some attributes replaced (the constant-Jacobian cache is dropped)."""
-        children, static = self.tree_flatten()
-        new = type(self).tree_unflatten(static, children)
+        """A copy with some attributes replaced."""
+        children, aux_data = self.tree_flatten()
+        new = type(self).tree_unflatten(aux_data, children)
         new.__dict__.update(changes)
         return new
 
@@ -282,11 +285,21 @@ class Inline(Bijector):
     :param forward_shape_fn: event-shape map for shape-changing bijectors.
     :param inverse_shape_fn: its inverse.
     :param name: a label shown by ``repr``.
+    :param domain: constraint the inputs satisfy (default: real over the event).
+    :param codomain: constraint the outputs satisfy (default: real over the event); give it
+        so that ``TransformedDistribution`` reports the right support and autoguides
+        (``biject_to``) propose values inside it.
+    :param sign: sign of the derivative of an elementwise map (``1`` increasing, ``-1``
+        decreasing); needed for ``cdf``/``icdf`` of a ``TransformedDistribution``.
 
     >>> import jax.numpy as jnp
-    >>> exp = Inline(jnp.exp, jnp.log, inverse_log_det_jacobian_fn=lambda y: -jnp.log(y))
+    >>> from numpyro.distributions import constraints
+    >>> exp = Inline(jnp.exp, jnp.log, inverse_log_det_jacobian_fn=lambda y: -jnp.log(y),
+    ...              codomain=constraints.positive, sign=1)
     >>> float(exp.forward_log_det_jacobian(jnp.array(2.0)))
     2.0
+    >>> exp.codomain
+    Positive(lower_bound=0.0)
     """
 
     def __init__(
@@ -301,6 +314,9 @@ class Inline(Bijector):
         forward_shape_fn: Callable | None = None,
         inverse_shape_fn: Callable | None = None,
         name: str = "inline",
+        domain: constraints.Constraint | None = None,
+        codomain: constraints.Constraint | None = None,
+        sign: int | None = None,
     ) -> None:
         if inverse_log_det_jacobian_fn is None and forward_log_det_jacobian_fn is None:
             raise ValueError(
@@ -321,6 +337,36 @@ class Inline(Bijector):
         self.forward_shape_fn = forward_shape_fn
         self.inverse_shape_fn = inverse_shape_fn
         self.name = name
+        for label, constraint, nd in (
+            ("domain", domain, self.event_ndims_in),
+            ("codomain", codomain, self.event_ndims_out),
+        ):
+            if constraint is not None and constraint.event_dim != nd:
+                raise ValueError(
+                    f"Inline: {label} has event_dim {constraint.event_dim} but the map has "
+                    f"{nd} event dimension(s)"
+                )
+        if sign not in (None, 1, -1):
+            raise ValueError(f"Inline: sign must be 1, -1 or None, got {sign!r}")
+        self._domain = domain
+        self._codomain = codomain
+        self._sign = sign
+
+    @property
+    def domain(self) -> constraints.Constraint:
+        return _real(self.event_ndims_in) if self._domain is None else self._domain
+
+    @property
+    def codomain(self) -> constraints.Constraint:
+        return _real(self.event_ndims_out) if self._codomain is None else self._codomain
+
+    @property
+    def sign(self):
+        if self._sign is None:
+            raise NotImplementedError(
+                f"Inline {self.name!r} was given no sign (pass sign=1 or sign=-1)"
+            )
+        return self._sign
 
     def _forward_log_det(self, x):
         if self.forward_log_det_jacobian_fn is not None:
@@ -348,20 +394,6 @@ class Inline(Bijector):
 
     def inverse(self, y):
         return self._require_inverse()(y)
-
-    def forward_and_log_det(self, x):
-        if self.is_constant_jacobian:
-            y = self.forward_fn(x)
-            log_det = self._constant_log_det("forward", x)
-            return y, _reduce(log_det, 0, _batch_shape(x, self.event_ndims_in))
-        return super().forward_and_log_det(x)
-
-    def inverse_and_log_det(self, y):
-        if self.is_constant_jacobian:
-            x = self._require_inverse()(y)
-            log_det = self._constant_log_det("inverse", y)
-            return x, _reduce(log_det, 0, _batch_shape(y, self.event_ndims_out))
-        return super().inverse_and_log_det(y)
 
     def forward_shape(self, shape):
         return shape if self.forward_shape_fn is None else self.forward_shape_fn(shape)
@@ -396,6 +428,10 @@ class _TransformBijector(Bijector):
     @property
     def codomain(self):
         return self.transform.codomain
+
+    @property
+    def sign(self):
+        return self.transform.sign
 
     def _forward_and_log_det(self, x):
         y, inter = self.transform.call_with_intermediates(x)
@@ -456,6 +492,18 @@ class Invert(Bijector):
     @property
     def event_ndims_out(self) -> int:
         return self.bijector.event_ndims_in
+
+    @property
+    def domain(self) -> constraints.Constraint:
+        return self.bijector.codomain
+
+    @property
+    def codomain(self) -> constraints.Constraint:
+        return self.bijector.domain
+
+    @property
+    def sign(self):
+        return self.bijector.sign
 
     @property
     def is_constant_jacobian(self) -> bool:
@@ -536,6 +584,22 @@ class Chain(Bijector):
     @property
     def event_ndims_out(self) -> int:
         return _chain_event_ndims(self.bijectors[::-1])[1]
+
+    @property
+    def domain(self) -> constraints.Constraint:
+        return _with_event_dim(self.bijectors[-1].domain, self.event_ndims_in)
+
+    @property
+    def codomain(self) -> constraints.Constraint:
+        return _with_event_dim(self.bijectors[0].codomain, self.event_ndims_out)
+
+    @property
+    def sign(self):
+        """Product of the parts' signs (defined when every part has one)."""
+        sign = 1
+        for part in self.bijectors:
+            sign = sign * part.sign
+        return sign
 
     @property
     def is_constant_jacobian(self) -> bool:

@@ -39,7 +39,7 @@ def neural_spline_flow(
     boundary: float = 4.0,
     context_dim: int = 0,
     affine: bool = False,
-    unroll: int | bool = 1,
+    unroll: int | bool | None = None,
 ) -> Scan:
     """Spline-coupling flow (Durkan et al. 2019): ``num_layers`` x (reverse, spline coupling).
 
@@ -52,7 +52,9 @@ def neural_spline_flow(
     :param context_dim: context width (0: unconditional).
     :param affine: each coupling also shifts and scales its output (see
         :class:`~numpyro_ext.transforms.SplineCoupling`).
-    :param unroll: ``lax.scan``'s ``unroll`` (see :class:`~numpyro_ext.transforms.Scan`).
+    :param unroll: ``lax.scan``'s ``unroll``; the default unrolls up to
+        :data:`~numpyro_ext.transforms.scan.UNROLL_DEPTH` layers (see
+        :class:`~numpyro_ext.transforms.Scan`).
 
     >>> import jax, jax.numpy as jnp
     >>> flow = neural_spline_flow(jax.random.key(0), dim=2, num_layers=3)
@@ -90,7 +92,7 @@ def masked_autoregressive_flow(
     num_bins: int = 8,
     boundary: float = 4.0,
     context_dim: int = 0,
-    unroll: int | bool = 1,
+    unroll: int | bool | None = None,
 ) -> Scan:
     """MAF (Papamakarios et al. 2017): ``num_layers`` x (reverse, masked autoregressive).
 
@@ -102,7 +104,9 @@ def masked_autoregressive_flow(
     :param num_bins: spline bins.
     :param boundary: spline half-width.
     :param context_dim: context width (0: unconditional).
-    :param unroll: ``lax.scan``'s ``unroll`` (see :class:`~numpyro_ext.transforms.Scan`).
+    :param unroll: ``lax.scan``'s ``unroll``; the default unrolls up to
+        :data:`~numpyro_ext.transforms.scan.UNROLL_DEPTH` layers (see
+        :class:`~numpyro_ext.transforms.Scan`).
 
     >>> import jax, jax.numpy as jnp
     >>> flow = masked_autoregressive_flow(jax.random.key(0), dim=3, num_layers=2)

@@ -10,8 +10,19 @@ identity (the linear tails, with boundary derivatives fixed to 1 so the map is
     {s_k + [\\delta^{(k+1)} + \\delta^{(k)} - 2 s_k] \\xi (1-\\xi)}, \\]
 
 and the inverse solves a quadratic in \\(\\xi\\) (eq. 6 of the paper, in its stable form).
-The parameters are unconstrained: softmax gives bin widths and heights (with a floor), softplus
-gives the interior derivatives; all-zero parameters give the identity map.
+The parameters are unconstrained: softmax gives bin widths and heights, softplus gives the
+interior derivatives; all-zero parameters give the identity map.
+
+Numerical range. The slope inside a bin can fall to about \\(2 s^2 / (\\delta^{(k)} +
+\\delta^{(k+1)})\\), and where a map is that flat the inverse cannot be recovered from a
+rounded output (an output ulp maps back to an input error of ulp / slope). So the raw
+parameters are soft-clamped, \\(r \\mapsto 3 \\tanh(r / 3)\\) (the identity near 0), and every
+bin keeps at least 1% of the interval: whatever the raw values (a conditioner fed inputs of
+scale \\(10^3\\) outputs values of that scale), the slope stays in about
+\\([7 \\cdot 10^{-5}, 180]\\) (8 bins), and a float32 round trip stays within a few
+\\(10^{-3}\\) in the worst case. Peers (nflows, distrax, flowjax) floor bins and derivatives
+at \\(10^{-3}\\)-\\(10^{-4}\\) without bounding the raw values, which allows slopes of
+\\(10^{-7}\\) and round-trip errors of order one.
 """
 
 from __future__ import annotations
@@ -20,13 +31,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from numpyro_ext.transforms.affine import soft_clamp
 from numpyro_ext.transforms.bijector import Bijector
 
 __all__ = ["RationalQuadraticSpline"]
 
-_MIN_BIN = 1e-3
+_MIN_BIN = 1e-2
 _MIN_DERIVATIVE = 1e-3
 _SOFTPLUS_ONE = float(np.log(np.expm1(1.0 - _MIN_DERIVATIVE)))
+_RAW_BOUND = 3.0
 
 
 def _knots(raw, boundary: float):
@@ -35,7 +48,8 @@ def _knots(raw, boundary: float):
     The end knots are exactly ``-B`` and ``B``, so the spline meets its linear tails.
     """
     k = raw.shape[-1]
-    sizes = _MIN_BIN + (1.0 - _MIN_BIN * k) * jax.nn.softmax(raw, axis=-1)
+    floor = min(_MIN_BIN, 0.5 / k)
+    sizes = floor + (1.0 - floor * k) * jax.nn.softmax(soft_clamp(raw, _RAW_BOUND), axis=-1)
     cum = jnp.cumsum(sizes[..., :-1], axis=-1)
     edge = jnp.zeros_like(sizes[..., :1])
     return boundary * (2.0 * jnp.concatenate([edge, cum, edge + 1.0], -1) - 1.0)
@@ -43,7 +57,7 @@ def _knots(raw, boundary: float):
 
 def _derivative(raw):
     """Knot derivative from its unconstrained value; ``raw = 0`` gives 1 (the tails' slope)."""
-    return _MIN_DERIVATIVE + jax.nn.softplus(raw + _SOFTPLUS_ONE)
+    return _MIN_DERIVATIVE + jax.nn.softplus(soft_clamp(raw, _RAW_BOUND) + _SOFTPLUS_ONE)
 
 
 @jax.custom_jvp
@@ -106,6 +120,16 @@ class RationalQuadraticSpline(Bijector):
         """
         k = (params.shape[-1] + 1) // 3
         return cls(params[..., :k], params[..., k : 2 * k], params[..., 2 * k :], boundary)
+
+    @property
+    def sign(self):
+        return 1
+
+    def forward_shape(self, shape):
+        return jnp.broadcast_shapes(tuple(shape), self.raw_widths.shape[:-1])
+
+    def inverse_shape(self, shape):
+        return self.forward_shape(shape)
 
     @staticmethod
     def num_params(num_bins: int) -> int:
