@@ -17,7 +17,8 @@ from numpyro_ext.distributions import GaussianProcess
 from numpyro_ext.gp import SquaredExponential
 from numpyro_ext.handlers import polya_gamma
 from numpyro_ext.infer import PolyaGammaGibbs
-from numpyro_ext.infer.affine_logits import block_layout, check_conjugate
+from numpyro_ext.infer.conjugate_terms import check_conjugate
+from numpyro_ext.infer.gaussian_block import block_layout
 
 RNG = np.random.default_rng(0)
 X = np.stack([np.ones(40), RNG.normal(size=40)], -1)
@@ -107,8 +108,8 @@ def test_conjugate_terms_read_the_design_offset_and_prior_exactly(x64):
 
     x, y = jnp.asarray(X[:5]), jnp.array([0.0, 1.0, 5.0, 2.0, 3.0])
     aug = polya_gamma(model)
-    layout = block_layout(aug, (x, y), {})
-    terms = check_conjugate(aug, (x, y), {}, layout)
+    layout = block_layout(aug, (x, y), {}, "test")
+    terms = check_conjugate(aug, (x, y), {}, layout, "test")
     assert layout.names == ("beta", "alpha")
     np.testing.assert_allclose(terms.design, np.concatenate([X[:5], np.ones((5, 1))], 1))
     np.testing.assert_allclose(terms.offset, np.full(5, 0.25))
@@ -125,8 +126,8 @@ def test_gaussian_process_prior_over_function_values_is_a_block():
 
     x, y = jnp.linspace(0.0, 1.0, 6), jnp.array([0.0, 1.0, 1.0, 0.0, 1.0, 1.0])
     aug = polya_gamma(model)
-    layout = block_layout(aug, (x, y), {})
-    terms = check_conjugate(aug, (x, y), {}, layout)
+    layout = block_layout(aug, (x, y), {}, "test")
+    terms = check_conjugate(aug, (x, y), {}, layout, "test")
     np.testing.assert_allclose(terms.design, np.eye(6), atol=1e-6)
     np.testing.assert_allclose(terms.weight, [1, 1, 1, 1, 1, 0])  # the mask becomes a weight
 
