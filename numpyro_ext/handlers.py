@@ -166,6 +166,12 @@ def _wrapper_weights(fn: Distribution, value, shape: tuple[int, ...]) -> jax.Arr
     weight, whatever combination of ``mask``, ``expand`` and ``to_event`` wraps the base.
     """
 
+    wrapper = fn
+    while isinstance(wrapper, (ExpandedDistribution, Independent)):
+        wrapper = wrapper.base_dist
+    if not isinstance(wrapper, MaskedDistribution) and isinstance(wrapper, _AUGMENTED):
+        return jnp.ones(shape, jnp.result_type(float))  # no mask anywhere in the chain
+
     def total(shift):
         probe = jax.tree.map(
             lambda d: _WeightProbe(d, shift) if isinstance(d, _AUGMENTED) else d,
