@@ -322,8 +322,9 @@ class CollapsedPolyaGammaGibbs(AugmentedModelKernel):
     log, ``log w += 0.5 t^{-0.6} (steps out - rejected proposals)``, which grows a width
     that has to step out and shrinks one that has to shrink; after warmup it is fixed.
     ``get_samples()`` holds every latent site of the model, the hyperparameters in their
-    constrained space. The kernel samples the whole model itself (it is not a block of
-    ``numpyro.infer.Gibbs``).
+    constrained space. The kernel samples the whole model itself, so it is not a block of
+    ``numpyro.infer.Gibbs`` (it has no ``refresh``, and Gibbs refuses it) and offers no
+    ``gibbs_fn`` for ``HMCGibbs``; ``PolyaGammaGibbs`` is the kernel for those compositions.
 
     The Pólya-gamma shapes :math:`b` (e.g. a ``NegativeBinomial`` total count) and the masks
     of the augmented sites must not depend on :math:`\theta`; the prior of the block and its
