@@ -11,6 +11,10 @@ chains. The samplers run different numbers of transitions where one of them is m
 transition; each count gives an ESS of at least a hundred or so. Everything runs in JAX's
 default float32 (the NumPy loop in float64).
 
+Every NUTS row is NumPyro's NUTS as a competent user sets it up: 1000 warmup steps (500 on the
+200-dimensional GP), default settings (diagonal mass matrix) and ``dense_mass=True`` (a full
+mass matrix, the fix for a correlated posterior). Warmup time is not charged to any sampler.
+
 Models: (a) logistic regression on scikit-learn's breast-cancer data (569 x 30, standardised;
 the model of :mod:`numpyro_ext.demo.sections.logistic_regression`); (b) a Bernoulli GLM with 100
 observations, 9 filter coefficients under a strongly correlated smoothness prior plus an offset;
@@ -22,7 +26,16 @@ CollapsedPolyaGammaGibbs (the scale slice-sampled with the coefficients integrat
 against NUTS; (e) the same model with 40 groups of 5 observations, where the data say little
 about each intercept (the funnel regime of the centred parameterisation), centred and
 non-centred (``a = tau a_raw``, ``a_raw ~ N(0, 1)``) for both CollapsedPolyaGammaGibbs and
-NUTS; its ratios divide by the better NUTS row.
+NUTS; its ratios divide by the better NUTS row; (glm) a Bernoulli GLM with 100 observations and
+10 coefficients under a correlated but well-conditioned smoothness prior (AR(1), correlation 0.9
+between neighbours, condition number about 19), the regression users fit most often.
+
+The ``sweep`` table times one PolyaGammaGibbs sweep (inside a jitted ``lax.scan``) against the
+cost of its unavoidable parts, measured the same way in the same process: the ``n`` Pólya-gamma
+draws (``PolyaGamma(b, c).sample``) and one ``d x d`` Cholesky factorisation, for unit ``b``
+(Bernoulli) and ``b = 3`` (Binomial), one chain and eight vectorised chains. The ``rerun`` table
+measures what ``MCMC.run`` costs per call beyond sampling (it compiles its collection loop on
+every call).
 
 The last table compares draws per second with a NumPy loop on (a), for one chain and for eight
 chains (vectorised in both implementations: one ``chain_method="vectorized"`` kernel, and
@@ -40,6 +53,7 @@ N chains, the NumPy loop batched over the N chains.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import time
 
 import arviz_stats
@@ -54,12 +68,13 @@ from threadpoolctl import threadpool_limits
 
 from numpyro_ext.demo.sections.hierarchical import hierarchical_data, hierarchical_model
 from numpyro_ext.demo.sections.logistic_regression import load_breast_cancer, logistic_regression
-from numpyro_ext.distributions import GaussianProcess
+from numpyro_ext.distributions import GaussianProcess, PolyaGamma
 from numpyro_ext.gp import SquaredExponential
 from numpyro_ext.infer import CollapsedPolyaGammaGibbs, PolyaGammaGibbs
 
 NUM_CHAINS_VECTORISED = 8
-CASES = ("a", "b", "c", "d", "e", "loop")
+CASES = ("sweep", "rerun", "glm", "a", "b", "c", "d", "e", "loop")
+NUTS_WARMUP = 1000
 
 
 def filter_glm_data(seed: int = 0, n: int = 100, lags: int = 9):
@@ -98,6 +113,31 @@ def gp_classification(X, y):
 
 
 hierarchical = hierarchical_model(8)
+
+
+def correlated_glm_data(seed: int = 1, n: int = 100, d: int = 10, rho: float = 0.9):
+    """Inputs, responses and the AR(1) prior covariance ``rho^|i - j|`` of the GLM case."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    idx = np.arange(d)
+    cov = rho ** np.abs(idx[:, None] - idx[None, :])
+    true = np.linalg.cholesky(cov) @ rng.normal(size=d) * 0.7
+    y = (rng.uniform(size=n) < 1.0 / (1.0 + np.exp(-(X @ true)))).astype(float)
+    return jnp.asarray(X), jnp.asarray(y), jnp.asarray(cov)
+
+
+def correlated_glm(X, y, cov):
+    """``beta ~ N(0, K)`` with ``K_ij = 0.9^|i - j|``, ``y ~ Bernoulli(logits = X beta)``."""
+    beta = numpyro.sample("beta", dist.MultivariateNormal(jnp.zeros(X.shape[1]), cov))
+    with numpyro.plate("data", X.shape[0]):
+        numpyro.sample("y", dist.Bernoulli(logits=X @ beta), obs=y)
+
+
+def _nuts_rows(model, warmup, draws, **kwargs):
+    return [
+        ("NUTS", NUTS(model, **kwargs), (warmup, draws)),
+        ("NUTS dense_mass", NUTS(model, dense_mass=True, **kwargs), (warmup, draws)),
+    ]
 
 
 def _flat(z: dict, names) -> tuple[jax.Array, list[str]]:
@@ -157,7 +197,7 @@ def compare_ess(title, rows, args, num_chains=1, names=None, reference=None, rep
     """
     chains = f"{num_chains} chain" + ("s, vectorised" if num_chains > 1 else "")
     table = Table(
-        f"{title}: ESS/s after compilation ({chains})",
+        f"{title}: ESS/s after compilation ({chains}; ratios to {reference or 'the best NUTS'})",
         ["sampler", "draws", "compile (s)", "time (s)", "min ESS (parameter)", "median ESS",
          "min ESS/s", "median ESS/s", "ratio min ESS/s", "ratio median ESS/s", "divergent"],
     )  # fmt: skip
@@ -177,6 +217,8 @@ def compare_ess(title, rows, args, num_chains=1, names=None, reference=None, rep
         divergent = int(divergent.sum()) if "NUTS" in label and "Gibbs" not in label else "-"
         results[label] = (num_draws, compile_s, timing.median, e, labels[int(np.argmin(e))],
                           divergent)  # fmt: skip
+    if reference is None:
+        reference = "NUTS" if "NUTS" in results else None
     if reference is None:
         nuts = [k for k in results if k.startswith("NUTS")]
         reference = max(nuts, key=lambda k: results[k][3].min() / results[k][2])
@@ -253,7 +295,7 @@ def hierarchical_tables(cases, num_chains: int) -> None:
                 [(PolyaGammaGibbs(hierarchical), ["a", "b"]), (NUTS(hierarchical), None)]
             )
             rows.append(("Gibbs(PolyaGammaGibbs, NUTS)", composite, (500, 2000)))
-        rows.append(("NUTS", NUTS(hierarchical), (500, 2000)))
+        rows += _nuts_rows(hierarchical, NUTS_WARMUP, 2000)
         compare_ess(
             "(d) Hierarchical logistic, 8 groups x 25 (scale tau, intercepts a, slope b)",
             rows,
@@ -274,13 +316,104 @@ def hierarchical_tables(cases, num_chains: int) -> None:
                     CollapsedPolyaGammaGibbs(non_centred),
                     (500, 2000),
                 ),
-                ("NUTS (c)", NUTS(centred), (500, 2000)),
-                ("NUTS (nc)", NUTS(non_centred), (500, 2000)),
+                ("NUTS (c)", NUTS(centred), (NUTS_WARMUP, 2000)),
+                ("NUTS (nc)", NUTS(non_centred), (NUTS_WARMUP, 2000)),
+                ("NUTS dense_mass (nc)", NUTS(non_centred, dense_mass=True), (NUTS_WARMUP, 2000)),
             ],
             hierarchical_data(groups=40, per_group=5),
             num_chains,
             names=["tau", "a", "b"],
         )
+
+
+def uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
+def _scan_seconds(step, carry, length: int, repeats: int = 5) -> float:
+    """Seconds per step of ``step`` run ``length`` times in a jitted, precompiled scan."""
+
+    def run(carry, key):
+        keys = jax.random.split(key, length)
+        return jax.lax.scan(lambda c, k: (step(k, c), None), carry, keys)[0]
+
+    compiled = jax.jit(run).lower(carry, jax.random.key(0)).compile()
+    return time_call(lambda: compiled(carry, jax.random.key(1)), repeats=repeats).median / length
+
+
+def _binomial_regression(trials):
+    def model(X, y):
+        beta = numpyro.sample("beta", dist.Normal(0.0, 1.0).expand([X.shape[1]]).to_event(1))
+        if trials is None:
+            numpyro.sample("y", dist.Bernoulli(logits=X @ beta), obs=y)
+        else:
+            numpyro.sample("y", dist.Binomial(trials, logits=X @ beta), obs=y)
+
+    return model
+
+
+def _sweep_row(X, y, trials, chains: int) -> tuple[float, float, float]:
+    """Seconds per sweep, per ``n`` PG draws and per ``d x d`` Cholesky (all chains)."""
+    n, d = X.shape
+    kernel = PolyaGammaGibbs(_binomial_regression(trials))
+    keys = jax.random.key(0) if chains == 1 else jax.random.split(jax.random.key(0), chains)
+    state = kernel.init(keys, 0, None, (X, y), {})
+    length = max(5, min(200, 2_000_000 // (n * d * chains)))
+    sweep = _scan_seconds(lambda k, s: kernel.sample(s, (X, y), {}), state, length)
+    b = 1.0 if trials is None else trials
+
+    def draws(k, c):
+        return c + 1e-3 * PolyaGamma(b, c).sample(k)
+
+    pg = _scan_seconds(draws, jnp.zeros((chains, n), X.dtype), length)
+    eye = jnp.broadcast_to(jnp.eye(d, dtype=X.dtype), (chains, d, d))
+
+    def chol(k, P):
+        return P + 1e-6 * jnp.linalg.cholesky(P)
+
+    return sweep, pg, _scan_seconds(chol, 2.0 * eye, length)
+
+
+def sweep_table(sizes=((100, 10), (100, 100), (10_000, 10), (10_000, 100))) -> None:
+    """One sweep of PolyaGammaGibbs against its Pólya-gamma draws plus one Cholesky."""
+    table = Table(
+        "PolyaGammaGibbs sweep against its parts (jitted scans, compile excluded)",
+        ["n", "d", "b", "chains", "sweep (us)", "PG draws (us)", "d x d Cholesky (us)",
+         "sweep / (draws + Cholesky)"],
+    )  # fmt: skip
+    rng = np.random.default_rng(0)
+    for n, d in sizes:
+        X = jnp.asarray(rng.normal(size=(n, d)) / np.sqrt(d), jnp.float32)
+        for trials in (None, 3.0):
+            y = rng.binomial(1 if trials is None else 3, 0.5, size=n)
+            y = jnp.asarray(y, jnp.float32)
+            for chains in (1, NUM_CHAINS_VECTORISED):
+                sweep, pg, ch = _sweep_row(X, y, trials, chains)
+                table.add(n, d, "1" if trials is None else "3", chains, sweep * 1e6, pg * 1e6,
+                          ch * 1e6, sweep / (pg + ch))  # fmt: skip
+    table.print()
+
+
+def rerun_table() -> None:
+    """What ``MCMC.run`` costs per call beyond sampling: it compiles its loop on every call."""
+    args = correlated_glm_data()
+    table = Table(
+        "MCMC.run wall time per call, PolyaGammaGibbs on (glm), 1000 draws",
+        ["call", "wall (s)", "of which sampling (s)"],
+    )
+    run, _, _ = compiled_transitions(PolyaGammaGibbs(correlated_glm), args, 10, 1000)
+    sampling = time_call(run, repeats=3).median
+    mcmc = MCMC(PolyaGammaGibbs(correlated_glm), num_warmup=10, num_samples=1000,
+                progress_bar=False)  # fmt: skip
+    for label in ("first run", "second run, same MCMC object",
+                  "third run, post_warmup_state = last_state"):  # fmt: skip
+        if label.startswith("third"):
+            mcmc.post_warmup_state = mcmc.last_state
+        start = time.perf_counter()
+        mcmc.run(jax.random.key(0), *args)
+        jax.block_until_ready(mcmc.get_samples())
+        table.add(label, time.perf_counter() - start, sampling)
+    table.print()
 
 
 def main():
@@ -294,30 +427,43 @@ def main():
     n = options.chains
     start = time.perf_counter()
     X, y, _ = load_breast_cancer()
+    print(f"load: {uptime()}")
+    if "sweep" in cases:
+        sweep_table()
+    if "rerun" in cases:
+        rerun_table()
+    if "glm" in cases:
+        compare_ess(
+            "(glm) Bernoulli GLM, 100 x 10, AR(1) prior (correlation 0.9, well conditioned)",
+            [("PolyaGammaGibbs", PolyaGammaGibbs(correlated_glm), (300, 2000)),
+             *_nuts_rows(correlated_glm, NUTS_WARMUP, 1000)],
+            correlated_glm_data(),
+            n,
+            repeats=3,
+        )  # fmt: skip
     if "a" in cases:
         compare_ess(
             "(a) Breast-cancer logistic regression (31 coefficients)",
             [("PolyaGammaGibbs", PolyaGammaGibbs(logistic_regression), (300, 1000)),
-             ("NUTS", NUTS(logistic_regression), (300, 1000))],
+             *_nuts_rows(logistic_regression, NUTS_WARMUP, 1000)],
             (X, y),
             n,
         )  # fmt: skip
     if "b" in cases:
         compare_ess(
-            "(b) Bernoulli filter GLM, correlated prior (10 coefficients)",
+            "(b) Bernoulli filter GLM, near-singular smoothness prior (10 coefficients)",
             [("PolyaGammaGibbs", PolyaGammaGibbs(filter_glm), (300, 1000)),
-             ("NUTS", NUTS(filter_glm), (300, 400))],
+             *_nuts_rows(filter_glm, NUTS_WARMUP, 400)],
             filter_glm_data(),
             n,
         )  # fmt: skip
     if "c" in cases:
         # NUTS from a prior draw: the default uniform(-2, 2) start has a potential of ~1e7 under
-        # this nearly singular 200 x 200 covariance, and NUTS's short warmup may not get away
-        nuts = NUTS(gp_classification, init_strategy=init_to_sample)
+        # this nearly singular 200 x 200 covariance
         compare_ess(
             "(c) GP classification, 200 points in 2-D (200 latent function values)",
             [("PolyaGammaGibbs", PolyaGammaGibbs(gp_classification), (100, 500)),
-             ("NUTS", nuts, (100, 100))],
+             *_nuts_rows(gp_classification, 500, 100, init_strategy=init_to_sample)],
             gp_classification_data(),
             n,
             repeats=1,
@@ -326,6 +472,7 @@ def main():
     if "loop" in cases:
         compare_numpy_loop(n)
     print(environment())
+    print(f"load: {uptime()}")
     print(f"total {time.perf_counter() - start:.0f} s")
 
 

@@ -25,6 +25,7 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 from jax.scipy.special import gammaln
 from numpyro.distributions import constraints
@@ -37,6 +38,7 @@ from numpyro.distributions.distribution import (
     MaskedDistribution,
 )
 from numpyro.primitives import Messenger
+from numpyro.util import not_jax_tracer
 
 from numpyro_ext.distributions import PolyaGamma
 
@@ -118,7 +120,8 @@ class PolyaGammaLikelihood(Distribution):
     def log_prob(self, value):
         b, kappa, log_choose = _pg_shape_and_offset(self.kind, value, self.total_count)
         psi = self.logits
-        return log_choose - b * _LOG2 + kappa * psi - 0.5 * self.omega * psi * psi
+        omega = jnp.where(b > 0, self.omega, 0.0)  # PG(0, c) = 0: rows with no trials
+        return log_choose - b * _LOG2 + kappa * psi - 0.5 * omega * psi * psi
 
 
 def _broadcast(base: Distribution, shape: tuple[int, ...]) -> Distribution:
@@ -132,18 +135,87 @@ def _broadcast(base: Distribution, shape: tuple[int, ...]) -> Distribution:
     return NegativeBinomialLogits(total_count, logits)
 
 
-def _unwrap(fn: Distribution) -> tuple[Distribution, object, int]:
-    """The base distribution under ``Expanded`` / ``Masked`` / ``Independent`` wrappers.
-
-    :return: ``(base, mask, event_dim)``; ``mask`` is ``None`` or the combined batch mask.
-    """
-    mask = None
-    event_dim = fn.event_dim
+def _unwrap(fn: Distribution) -> Distribution:
+    """The base distribution under ``Expanded`` / ``Masked`` / ``Independent`` wrappers."""
     while isinstance(fn, (ExpandedDistribution, MaskedDistribution, Independent)):
-        if isinstance(fn, MaskedDistribution):
-            mask = fn._mask if mask is None else jnp.logical_and(mask, fn._mask)
         fn = fn.base_dist
-    return fn, mask, event_dim
+    return fn
+
+
+class _WeightProbe(Distribution):
+    """Stands in for the likelihood under a site's wrappers: ``log_prob`` is ``shift``."""
+
+    def __init__(self, base: Distribution, shift):
+        self.shift = shift
+        self._support = base.support
+        super().__init__(batch_shape=base.batch_shape, event_shape=base.event_shape)
+
+    @property
+    def support(self):
+        return self._support
+
+    def log_prob(self, value):
+        return self.shift
+
+
+def _wrapper_weights(fn: Distribution, value, shape: tuple[int, ...]) -> jax.Array:
+    """Per-element weights (``1`` kept, ``0`` masked) that ``fn``'s wrappers give its base.
+
+    The wrappers are evaluated through their public ``log_prob`` with the base replaced by a
+    probe whose log density is a free shift per element: the gradient in the shift is the
+    weight, whatever combination of ``mask``, ``expand`` and ``to_event`` wraps the base.
+    """
+
+    wrapper = fn
+    while isinstance(wrapper, (ExpandedDistribution, Independent)):
+        wrapper = wrapper.base_dist
+    if not isinstance(wrapper, MaskedDistribution) and isinstance(wrapper, _AUGMENTED):
+        return jnp.ones(shape, jnp.result_type(float))  # no mask anywhere in the chain
+
+    def total(shift):
+        probe = jax.tree.map(
+            lambda d: _WeightProbe(d, shift) if isinstance(d, _AUGMENTED) else d,
+            fn,
+            is_leaf=lambda d: isinstance(d, _AUGMENTED),
+        )
+        return jnp.sum(probe.log_prob(value))
+
+    return jax.grad(total)(jnp.zeros(shape, jnp.result_type(float)))
+
+
+def _integer(x) -> np.ndarray:
+    return np.isfinite(x) & (np.floor(x) == x)
+
+
+def _validate_observations(name: str, kind: str, y, total_count, kept) -> None:
+    """Refuse concrete observations outside the likelihood's support, naming the site."""
+    if not (not_jax_tracer(y) and not_jax_tracer(total_count) and not_jax_tracer(kept)):
+        return
+    y = np.asarray(y, dtype=float)
+    kept = np.broadcast_to(np.asarray(kept, bool), y.shape)
+    if kind == "bernoulli":
+        checks = [(y, (y == 0) | (y == 1), "a Bernoulli observation must be 0 or 1")]
+    elif kind == "binomial":
+        n = np.broadcast_to(np.asarray(total_count, dtype=float), y.shape)
+        checks = [
+            (n, _integer(n) & (n >= 0), "a Binomial total_count must be a whole number >= 0"),
+            (y, _integer(y) & (y >= 0), "a Binomial observation must be a whole number >= 0"),
+            (y, ~(_integer(n) & (y > n)), "a Binomial observation must not exceed total_count"),
+        ]
+    else:
+        r = np.broadcast_to(np.asarray(total_count, dtype=float), y.shape)
+        checks = [
+            (r, np.isfinite(r) & (r > 0), "a NegativeBinomial total_count must be finite and > 0"),
+            (y, _integer(y) & (y >= 0), "a NegativeBinomial observation must be a whole number "
+             ">= 0"),
+        ]  # fmt: skip
+    for values, ok, expected in checks:
+        bad = kept & ~ok
+        if bad.any():
+            raise ValueError(
+                f"polya_gamma: site {name!r}: {expected}; got {values[bad].ravel()[:5]} "
+                f"({int(bad.sum())} invalid)"
+            )
 
 
 class polya_gamma(Messenger):
@@ -201,7 +273,7 @@ class polya_gamma(Messenger):
         if INFER_KEY in (msg.get("infer") or {}):
             return
         name = msg["name"]
-        base, fn_mask, event_dim = _unwrap(msg["fn"])
+        base = _unwrap(msg["fn"])
         if not isinstance(base, _AUGMENTED):
             if self.sites is None:
                 return
@@ -213,20 +285,38 @@ class polya_gamma(Messenger):
             if self.sites is None:
                 return
             raise ValueError(f"polya_gamma: site {name!r} is not observed; nothing to augment")
-        self._augment(msg, base, fn_mask, event_dim)
+        self._augment(msg, base)
 
     @staticmethod
-    def _augment(msg: dict, base: Distribution, fn_mask, event_dim: int) -> None:
+    def _augment(msg: dict, base: Distribution) -> None:
         fn = msg["fn"]
+        event_dim = fn.event_dim
         shape = fn.batch_shape + fn.event_shape
         y = jnp.broadcast_to(jnp.asarray(msg["value"], jnp.result_type(float)), shape)
+        weight = _wrapper_weights(fn, y, shape)
         base = _broadcast(base, shape)
         kind = _KINDS[type(base)]
-        b, kappa, log_choose = _pg_shape_and_offset(kind, y, getattr(base, "total_count", None))
-        prior = PolyaGamma(jax.lax.stop_gradient(b), jnp.zeros_like(b)).to_event(event_dim)
+        total_count = getattr(base, "total_count", None)
+        kept = weight != 0
+        if msg.get("mask") is not None and not_jax_tracer(msg["mask"]):
+            batch = shape[: len(shape) - event_dim]
+            site_mask = jnp.broadcast_to(msg["mask"], batch).reshape(batch + (1,) * event_dim)
+            kept = kept & site_mask
+        _validate_observations(msg["name"], kind, y, total_count, kept)
+        b, kappa, log_choose = _pg_shape_and_offset(kind, y, total_count)
+        # PG(0, c) is a point mass at 0: a binomial row with no trials contributes nothing
+        active = jax.lax.stop_gradient(b) > 0
+        prior = PolyaGamma(jnp.where(active, jax.lax.stop_gradient(b), 1.0), jnp.zeros_like(b))
+        if not (not_jax_tracer(active) and bool(jnp.all(active))):
+            prior = prior.mask(active)
+        prior = prior.to_event(event_dim)
         omega = numpyro.sample(msg["name"] + AUXILIARY_SUFFIX, prior, infer={AUXILIARY_KEY: True})
         factor = PolyaGammaLikelihood(base, omega).to_event(event_dim)
-        if fn_mask is not None:
+        if not_jax_tracer(weight) and bool(jnp.all(weight == 1)):
+            fn_mask = None
+        else:
+            kept_elements = weight != 0
+            fn_mask = jnp.any(kept_elements, axis=tuple(range(-event_dim, 0)))
             factor = factor.mask(fn_mask)
         msg["fn"] = factor
         msg["infer"] = {
@@ -238,7 +328,7 @@ class polya_gamma(Messenger):
                 "b": b,
                 "kappa": kappa,
                 "log_constant": log_choose - b * _LOG2,
-                "mask": fn_mask,
+                "weight": weight,
                 "event_dim": event_dim,
             },
         }

@@ -47,26 +47,25 @@ from numpyro.distributions.distribution import ExpandedDistribution, Independent
 from numpyro.distributions.transforms import biject_to
 from numpyro.util import is_prng_key
 
-from numpyro_ext.handlers import AUXILIARY_SUFFIX
-from numpyro_ext.infer.affine_logits import (
+from numpyro_ext.infer.augmented_kernel import AugmentedModelKernel, concrete
+from numpyro_ext.infer.conjugate_terms import (
     ConjugateTerms,
-    _augmented_terms,
-    _evaluate,
-    _gaussian_prior,
-    _is_auxiliary,
-    _trace,
-    block_layout,
+    augmented_terms,
     check_conjugate,
     conjugate_terms_and_rest,
+    evaluate,
     full_precision,
+)
+from numpyro_ext.infer.gaussian_block import (
+    block_layout,
+    gaussian_prior,
+    is_auxiliary,
+    trace_block,
     trace_with,
 )
-from numpyro_ext.infer.polya_gamma_gibbs import (
-    PolyaGammaGibbs,
-    _concrete,
-    sample_gaussian_block,
-    sample_omega,
-)
+from numpyro_ext.infer.polya_gamma_sweep import sample_gaussian_block, sample_omega
+
+_CALLER = "CollapsedPolyaGammaGibbs"
 
 __all__ = [
     "CollapsedPolyaGammaGibbs",
@@ -236,7 +235,7 @@ def _latent(site: dict) -> bool:
 
 def _is_gaussian(name: str, fn) -> bool:
     try:
-        _gaussian_prior(name, fn)
+        gaussian_prior(name, fn, _CALLER)
     except ValueError:
         return False
     return True
@@ -244,7 +243,7 @@ def _is_gaussian(name: str, fn) -> bool:
 
 def _hyper_layout(model: Callable, args, kwargs, hyperparameters) -> _HyperLayout:
     tr = trace_with(model, args, kwargs, lambda site: None)
-    latent = {k: s for k, s in tr.items() if _latent(s) and not _is_auxiliary(s)}
+    latent = {k: s for k, s in tr.items() if _latent(s) and not is_auxiliary(s)}
     if hyperparameters is None:
         names = tuple(k for k, s in latent.items() if not _is_gaussian(k, s["fn"]))
     else:
@@ -297,7 +296,7 @@ def _unconstrain(model: Callable, args, kwargs, hyper: _HyperLayout, theta: dict
 
 def _diagonal_prior(model: Callable, args, kwargs, layout) -> bool:
     """Whether every site of the block has an (expanded, independent) ``Normal`` prior."""
-    tr = _trace(model, args, kwargs, {})
+    tr = trace_block(model, args, kwargs, {})
     for k in layout.names:
         fn = tr[k]["fn"]
         while isinstance(fn, (ExpandedDistribution, Independent)):
@@ -307,7 +306,7 @@ def _diagonal_prior(model: Callable, args, kwargs, layout) -> bool:
     return True
 
 
-class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
+class CollapsedPolyaGammaGibbs(AugmentedModelKernel):
     r"""Pólya-gamma Gibbs with collapsed slice updates of the non-Gaussian latents.
 
     For a model whose logits are affine in a Gaussian block given the other latents
@@ -323,8 +322,9 @@ class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
     log, ``log w += 0.5 t^{-0.6} (steps out - rejected proposals)``, which grows a width
     that has to step out and shrinks one that has to shrink; after warmup it is fixed.
     ``get_samples()`` holds every latent site of the model, the hyperparameters in their
-    constrained space. The kernel samples the whole model itself (it is not a block of
-    ``numpyro.infer.Gibbs``).
+    constrained space. The kernel samples the whole model itself, so it is not a block of
+    ``numpyro.infer.Gibbs`` (it has no ``refresh``, and Gibbs refuses it) and offers no
+    ``gibbs_fn`` for ``HMCGibbs``; ``PolyaGammaGibbs`` is the kernel for those compositions.
 
     The Pólya-gamma shapes :math:`b` (e.g. a ``NegativeBinomial`` total count) and the masks
     of the augmented sites must not depend on :math:`\theta`; the prior of the block and its
@@ -407,11 +407,11 @@ class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
         theta, log_det = _constrain(self._model, args, kwargs, self._hyper, u)
         model = self._augmented(handlers.condition(self._model, data=theta))
         if design is None:
-            terms, rest = conjugate_terms_and_rest(model, args, kwargs, self._layout)
+            terms, rest = conjugate_terms_and_rest(model, args, kwargs, self._layout, _CALLER)
             return terms, rest + log_det, theta
         z0 = jnp.zeros(design.shape[1], design.dtype)
-        (offset, b, kappa, weight, const), loc, tril, rest = _evaluate(
-            model, args, kwargs, self._layout, z0
+        (offset, b, kappa, weight, const), loc, tril, rest = evaluate(
+            model, args, kwargs, self._layout, z0, _CALLER
         )
         # no ``whitened`` (an O(n d^2) product): the fixed-design path works from the Gram matrix
         terms = ConjugateTerms(
@@ -489,7 +489,8 @@ class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
         for point in (u, other):
             theta, _ = _constrain(self._model, args, kwargs, self._hyper, point)
             model = self._augmented(handlers.condition(self._model, data=theta))
-            _, b, _, weight, _ = _augmented_terms(_trace(model, args, kwargs, {}))
+            aug = augmented_terms(trace_block(model, args, kwargs, {}))
+            b, weight = aug.b, aug.weight
             b_weight.append((np.asarray(b), np.asarray(weight)))
         for what, x, y in zip(
             ("Pólya-gamma shape b (a Binomial or NegativeBinomial total count)", "mask or scale"),
@@ -500,20 +501,14 @@ class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
             if bad.any():
                 raise ValueError(
                     f"CollapsedPolyaGammaGibbs: the {what} of site "
-                    f"{self._augmented_site(int(np.argmax(bad)))!r} depends on the "
+                    f"{self._layout.site_of_observation(int(np.argmax(bad)))!r} depends on the "
                     f"hyperparameters {list(self._hyper.names)}; the collapsed density needs "
                     "it fixed. Sample them in another block instead: Gibbs([(PolyaGammaGibbs("
                     "model), [gaussian sites]), (NUTS(model), None)])"
                 )
         theta, _ = _constrain(self._model, args, kwargs, self._hyper, u)
         model = self._augmented(handlers.condition(self._model, data=theta))
-        check_conjugate(model, args, kwargs, self._layout)
-
-    def _augmented_site(self, index: int) -> str:
-        layout = self._layout
-        sizes = np.cumsum([math.prod(s) for s in layout.auxiliary_shapes])
-        name = layout.auxiliaries[int(np.searchsorted(sizes, index, side="right"))]
-        return name.removesuffix(AUXILIARY_SUFFIX)
+        check_conjugate(model, args, kwargs, self._layout, _CALLER)
 
     @full_precision
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
@@ -525,13 +520,13 @@ class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
         u_proto = jnp.zeros(hyper.size, dtype)
         theta, _ = _constrain(self._model, args, kwargs, hyper, u_proto)
         model = self._augmented(handlers.condition(self._model, data=theta))
-        layout = block_layout(model, args, kwargs)
+        layout = block_layout(model, args, kwargs, _CALLER)
         self._layout = layout
         self._has_deterministic = layout.has_deterministic
         self._sample_fn = self.sample
         self._fixed_design = False
         self._diagonal_prior = _diagonal_prior(model, args, kwargs, layout)
-        if _concrete(args, kwargs):
+        if concrete(args, kwargs):
             with jax.ensure_compile_time_eval():
                 if self._check:
                     self._check_structure(args, kwargs, u_proto)
@@ -556,7 +551,7 @@ class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
             omega = jnp.zeros_like(terms.b)
             log_width = jnp.full(hyper.size, math.log(self._width), dtype)
             return CollapsedPolyaGammaGibbsState(
-                {**self._z(layout, z, omega), **theta}, omega, u, log_width, terms, rest,
+                {**self._outputs(z, omega), **theta}, omega, u, log_width, terms, rest,
                 jnp.int32(0), key,
             )  # fmt: skip
 
@@ -599,7 +594,10 @@ class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
         terms = state.terms
         z = layout.ravel(state.z)
         psi = terms.design @ z + terms.offset
-        omega = sample_omega(key_omega, terms.b, jnp.sqrt(terms.weight) * psi, layout.unit_b)
+        omega = sample_omega(
+            key_omega, terms.b, jnp.sqrt(terms.weight) * psi, layout.unit_b,
+            not layout.unit_b,
+        )  # fmt: skip
         # the Gram matrix of a fixed design depends on omega only: formed once a sweep
         gram = self._gram(terms, omega) if self._fixed_design else None
         u, log_width = self._update_hyperparameters(key_hyper, state, omega, args, kwargs, gram)
@@ -610,7 +608,7 @@ class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
             terms, rest, theta = self._terms(u, args, kwargs)
             z = sample_gaussian_block(key_z, terms, omega)
         return CollapsedPolyaGammaGibbsState(
-            {**self._z(layout, z, omega), **theta}, omega, u, log_width, terms, rest,
+            {**self._outputs(z, omega), **theta}, omega, u, log_width, terms, rest,
             state.step + 1, key,
         )  # fmt: skip
 
@@ -625,25 +623,12 @@ class CollapsedPolyaGammaGibbs(PolyaGammaGibbs):
 
     @full_precision
     def sample(self, state, model_args, model_kwargs):
-        if self._layout is None:
-            raise ValueError("CollapsedPolyaGammaGibbs: call init before sample")
+        self._require_init()
         kwargs = {} if model_kwargs is None else model_kwargs
         if is_prng_key(state.rng_key):
             return self._sweep(state, model_args, kwargs)
         return jax.vmap(lambda s: self._sweep(s, model_args, kwargs))(state)
 
-    def refresh(self, state, model_args, model_kwargs):
-        raise ValueError(
-            "CollapsedPolyaGammaGibbs samples every latent site of the model itself and is not "
-            "a block of numpyro.infer.Gibbs; use PolyaGammaGibbs for a Gaussian block there"
-        )
-
-    def gibbs_fn(self, *model_args, **model_kwargs) -> Callable:
-        raise ValueError(
-            "CollapsedPolyaGammaGibbs has no HMCGibbs update; use PolyaGammaGibbs(model).gibbs_fn"
-        )
-
-    def wrap_model(self, wrapper):
-        kernel = super().wrap_model(wrapper)
-        kernel._hyper = None
-        return kernel
+    def _reset(self) -> None:
+        super()._reset()
+        self._hyper = None

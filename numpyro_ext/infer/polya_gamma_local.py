@@ -1,7 +1,7 @@
 r"""Local-variational (mean-field Pólya-gamma) inference for logit models.
 
 For a model whose Gaussian block :math:`z = m + L v` enters affine logits
-:math:`\psi = A v + \psi_0` (see :mod:`numpyro_ext.infer.affine_logits`), the family
+:math:`\psi = A v + \psi_0` (see :mod:`numpyro_ext.infer.conjugate_terms`), the family
 :math:`q(v)\, \prod_n q(\omega_n)` with :math:`q(v) = N(\mu, P^{-1})` and
 :math:`q(\omega_n) = \mathrm{PG}(b_n, c_n)` has closed-form coordinate updates
 (Polson, Scott & Windle 2013; Wenzel et al. AAAI 2019):
@@ -40,14 +40,16 @@ from numpyro.distributions.kl import kl_divergence
 
 from numpyro_ext.distributions import PolyaGamma
 from numpyro_ext.handlers import polya_gamma
-from numpyro_ext.infer.affine_logits import (
-    BlockLayout,
+from numpyro_ext.infer.conjugate_terms import (
     ConjugateTerms,
-    block_layout,
     check_conjugate,
+    check_finite,
     conjugate_terms,
     full_precision,
 )
+from numpyro_ext.infer.gaussian_block import BlockLayout, block_layout
+
+_CALLER = "polya_gamma_local_vi"
 
 __all__ = ["PolyaGammaLocalFit", "polya_gamma_local_vi"]
 
@@ -141,13 +143,15 @@ def polya_gamma_local_vi(
     True
     """
     augmented = polya_gamma(model)
-    layout = block_layout(augmented, args, kwargs)
+    layout = block_layout(augmented, args, kwargs, _CALLER)
     if check:
-        check_conjugate(augmented, args, kwargs, layout)
+        terms = check_conjugate(augmented, args, kwargs, layout, _CALLER)
+    else:
+        terms = jax.jit(lambda: conjugate_terms(augmented, args, kwargs, layout, _CALLER))()
+        check_finite(terms, layout, _CALLER)
 
     @jax.jit
-    def run():
-        terms = conjugate_terms(augmented, args, kwargs, layout)
+    def run(terms):
 
         def step(c, _):
             mu, chol, c_new, mean_psi, second_psi, _, b, active = _coordinate_step(terms, c)
@@ -163,5 +167,5 @@ def polya_gamma_local_vi(
         scale_tril = jnp.linalg.cholesky(scale @ scale.T)
         return terms.loc + terms.scale_tril @ mu, scale_tril, c, elbo
 
-    loc, scale_tril, c, elbo = run()
+    loc, scale_tril, c, elbo = run(terms)
     return PolyaGammaLocalFit(loc, scale_tril, c, elbo, layout)

@@ -19,8 +19,9 @@ from numpyro.infer import NUTS
 from numpyro_ext.demo.sections.hierarchical import hierarchical_data
 from numpyro_ext.handlers import polya_gamma
 from numpyro_ext.infer import CollapsedPolyaGammaGibbs
-from numpyro_ext.infer.affine_logits import block_layout, conjugate_terms
 from numpyro_ext.infer.collapsed_gibbs import collapsed_log_likelihood, slice_sample
+from numpyro_ext.infer.conjugate_terms import conjugate_terms
+from numpyro_ext.infer.gaussian_block import block_layout
 from tests.infer.test_polya_gamma_examples import (
     assert_same_posterior,
     hierarchical,  # noqa: F401 (the module-scoped NUTS reference fixture)
@@ -77,7 +78,7 @@ def test_collapsed_log_likelihood_equals_dense_gaussian_integral(x64, s):
     omega = RNG.gamma(2.0, 0.3, size=12)
     model = polya_gamma(numpyro.handlers.condition(scaled_binomial, {"s": s}))
     args = (jnp.asarray(X), jnp.asarray(Y))
-    terms = conjugate_terms(model, args, {}, block_layout(model, args, {}))
+    terms = conjugate_terms(model, args, {}, block_layout(model, args, {}, "test"), "test")
     got = collapsed_log_likelihood(terms, jnp.asarray(omega))
     np.testing.assert_allclose(got, dense_log_integral(s, omega), rtol=1e-10)
 
