@@ -262,8 +262,13 @@ class AdversarialELBO(ELBO):
                 q.sample(jax.random.fold_in(k_moment, i), (self.num_critic_draws,))
             )
             if self.adaptive_contrast:
-                mu = jnp.mean(draws, 0)
-                sd = jnp.maximum(jnp.std(draws, 0, ddof=1), jnp.finfo(u.dtype).tiny ** 0.25)
+                # moments from draws independent of the critic's positives and of u, so that
+                # both are normalised the same way (self-normalised draws are under-dispersed)
+                held = jax.lax.stop_gradient(
+                    q.sample(jax.random.fold_in(k_guide, i + 1), (self.num_critic_draws,))
+                )
+                mu = jnp.mean(held, 0)
+                sd = jnp.maximum(jnp.std(held, 0, ddof=1), jnp.finfo(u.dtype).tiny ** 0.25)
                 u_in = (u - mu) / sd
                 log_r = jnp.sum(dist.Normal(mu, sd).log_prob(u), -1)
                 pos = (draws - mu) / sd
