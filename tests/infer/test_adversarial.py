@@ -78,7 +78,7 @@ def test_primal_gradient_with_true_ratio_is_the_elbo_gradient():
     def one(key):
         return jax.grad(lambda p: elbo.loss(key, p, model, guide, X, y))(params)
 
-    grads = jax.vmap(one)(jax.random.split(jax.random.key(0), 1000))
+    grads = jax.vmap(one)(jax.random.split(jax.random.key(0), 400))
     g_loc, g_L = jax.grad(analytic_neg_elbo, argnums=(0, 1))(loc, L, X, y)
     for mc, exact in (
         (grads["implicit_loc"], g_loc),
@@ -89,14 +89,14 @@ def test_primal_gradient_with_true_ratio_is_the_elbo_gradient():
         assert jnp.all(jnp.abs(mean - exact) <= 4 * se + 1e-8), (mean, exact, se)
     # the value is the -ELBO estimate: unbiased for the closed form
     values = jax.vmap(lambda k: elbo.loss(k, params, model, guide, X, y))(
-        jax.random.split(jax.random.key(1), 1000)
+        jax.random.split(jax.random.key(1), 400)
     )
     exact = analytic_neg_elbo(loc, L, X, y)
-    assert abs(values.mean() - exact) < 4 * values.std() / jnp.sqrt(1000)
+    assert abs(values.mean() - exact) < 4 * values.std() / jnp.sqrt(400)
     # negative control: a critic blind to q (T = 0) gives a different generator gradient
     blind = guide.networks.critic
     guide.networks.critic = lambda p, u: jnp.zeros(u.shape[:-1])
-    g0 = jax.vmap(one)(jax.random.split(jax.random.key(0), 200))
+    g0 = jax.vmap(one)(jax.random.split(jax.random.key(0), 50))
     guide.networks.critic = blind
     diff = g0["implicit_generator$params"]["L"].mean(0) - jnp.tril(g_L)
     assert jnp.max(jnp.abs(diff)) > 1.0
