@@ -13,17 +13,20 @@ from numpyro_ext.guides.amortized import (
     AmortizedNormal,
 )
 from numpyro_ext.guides.flows import AutoFlow
+from numpyro_ext.guides.implicit import AmortizedImplicit, ImplicitGuide
 from numpyro_ext.guides.sparse_gp import SparseGP, SparseGPMarginal
 
 __all__: list[str] = [
     "AmortizedFlow",
     "AmortizedGuide",
+    "AmortizedImplicit",
     "AmortizedMultivariateNormal",
     "AmortizedNormal",
     "AutoFlow",
     "ConditionalFlowFamily",
     "DiagonalNormalFamily",
     "FullRankNormalFamily",
+    "ImplicitGuide",
     "SparseGP",
     "SparseGPMarginal",
     "as_encoder",
