@@ -3,8 +3,10 @@
 Two tools the sparse-GP code leans on:
 
 - :func:`cholesky` factors a symmetric positive-definite matrix after adding a small diagonal
-  jitter, escalating the jitter tenfold when the factor fails, and raising a ``ValueError`` that
-  names the matrix when every attempt fails, instead of handing back NaNs.
+  jitter, escalating the jitter tenfold when the factor fails, and raising a
+  :class:`CholeskyError` (a ``ValueError``) that names the matrix when every attempt fails,
+  instead of handing back NaNs. Inside ``jit`` JAX wraps that error in a ``JaxRuntimeError``;
+  :func:`cholesky_errors` unwraps it.
 - :func:`cholesky_update` turns the factor ``L`` of ``A = L L^T`` into the factor of
   ``A + U U^T`` block by block in ``O(N^2 (b + M))`` operations, rather than the ``O(N^3)`` of
   a fresh factorisation.
@@ -12,6 +14,9 @@ Two tools the sparse-GP code leans on:
 
 from __future__ import annotations
 
+import contextlib
+import re
+from collections.abc import Iterator
 from functools import partial
 
 import jax
@@ -20,21 +25,69 @@ import numpy as np
 from jax import lax
 from jax.scipy.linalg import solve_triangular
 
-__all__ = ["cholesky", "cholesky_update"]
+__all__ = ["CholeskyError", "cholesky", "cholesky_errors", "cholesky_update"]
+
+
+class CholeskyError(ValueError):
+    """A finite matrix that stays indefinite after every jitter :func:`cholesky` tries."""
+
+
+#: Appended to the message raised from inside ``jit``, where JAX wraps it in a
+#: ``JaxRuntimeError`` after a traceback; :func:`cholesky_errors` strips it again.
+_INSIDE_JIT = (
+    " [raised inside jit: run the call under `with numpyro_ext.linalg.cholesky_errors():` to "
+    "get this CholeskyError on its own]"
+)
 
 
 def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
 
 
-def _raise_failure(failed, name: str, size: int, jitter: float) -> np.ndarray:
+def _failure_message(name: str, size: int, jitter: float) -> str:
+    return (
+        f"cholesky: {name} ({size} x {size}) is not positive definite even after adding "
+        f"{jitter:.1e} to its diagonal; check the kernel hyperparameters for NaN/inf, "
+        "remove duplicated inputs, normalise the inputs, or enable float64"
+    )
+
+
+def _raise_failure(failed, name: str, size: int, jitter: float, traced: bool = False):
     if np.any(np.asarray(failed)):
-        raise ValueError(
-            f"cholesky: {name} ({size} x {size}) is not positive definite even after adding "
-            f"{jitter:.1e} to its diagonal; check the kernel hyperparameters for NaN/inf, "
-            "remove duplicated inputs, normalise the inputs, or enable float64"
-        )
+        raise CholeskyError(_failure_message(name, size, jitter) + (_INSIDE_JIT if traced else ""))
     return np.zeros((), np.float32)
+
+
+_MESSAGE = re.compile(r"CholeskyError: (cholesky: [^\n]*?)(?: \[raised inside jit|\n|$)")
+
+
+@contextlib.contextmanager
+def cholesky_errors() -> Iterator[None]:
+    """Re-raise a :class:`CholeskyError` that escaped a ``jit`` as itself.
+
+    Inside a compiled program the failure of :func:`cholesky` reaches Python as a
+    ``jax.errors.JaxRuntimeError`` ("INTERNAL: CpuCallback error ...") whose text ends with a
+    traceback and, last, the readable message. Run the compiled call in this context (or
+    decorate the function calling it) and that error becomes a ``CholeskyError``, a
+    ``ValueError`` naming the matrix and the fix, chained to the original. Other errors pass
+    through untouched. numpyro_ext's own compiled functions (the collapsed bound and its
+    predictions) already use it.
+
+    >>> import jax, jax.numpy as jnp
+    >>> try:
+    ...     with cholesky_errors():
+    ...         jax.block_until_ready(jax.jit(cholesky)(-jnp.eye(2)))
+    ... except CholeskyError as error:
+    ...     print(str(error)[:44])
+    cholesky: matrix (2 x 2) is not positive def
+    """
+    try:
+        yield
+    except jax.errors.JaxRuntimeError as error:
+        match = _MESSAGE.search(str(error))
+        if match is None:
+            raise
+        raise CholeskyError(match.group(1)) from error
 
 
 def _report_failure(bad, name: str, size: int, jitter: float) -> jax.Array:
@@ -51,7 +104,7 @@ def _report_failure(bad, name: str, size: int, jitter: float) -> jax.Array:
 
     @jax.custom_batching.custom_vmap
     def check(bad):
-        report = partial(_raise_failure, name=name, size=size, jitter=jitter)
+        report = partial(_raise_failure, name=name, size=size, jitter=jitter, traced=True)
         call = lambda bad: jax.pure_callback(report, zero, bad)  # noqa: E731
         return lax.cond(bad, call, lambda bad: jnp.zeros((), np.float32), bad)
 
@@ -131,7 +184,8 @@ def cholesky(
     again, with :math:`10\epsilon, \dots, 10^{T-1}\epsilon` in turn (a ``lax.while_loop`` that
     a well-conditioned matrix never enters). The gradient is the Cholesky derivative at the
     factor returned, so a failed attempt cannot put NaN into it. When every attempt fails on a
-    finite matrix it raises ``ValueError`` (eagerly, or from inside ``jit``; under ``vmap`` the
+    finite matrix it raises :class:`CholeskyError` (eagerly, or from inside ``jit``, where JAX
+    wraps it in a ``JaxRuntimeError`` that :func:`cholesky_errors` unwraps; under ``vmap`` the
     factor of that matrix is NaN instead, see :func:`_report_failure`); a matrix that already
     contains NaN or inf gives a NaN factor, so that samplers can reject the proposal that
     produced it. Batched input ``(..., N, N)`` escalates each matrix separately.
@@ -210,9 +264,14 @@ def cholesky_update(L: jax.Array, U: jax.Array, *, block_size: int | None = None
     update to the rest (see :func:`_blocked_update`), :math:`O(N^2 (b + M + M^2 / b))` in all
     against :math:`O(N^3)` for forming and factoring :math:`L L^T + U U^T` afresh. It is exact
     (no downdating, so no cancellation beyond a fresh factorisation's). When ``N <= b`` it is
-    a fresh factorisation. ``L`` must have a positive diagonal.
+    a fresh factorisation.
 
-    :param L: lower-triangular factor, shape ``(..., N, N)``.
+    ``L`` must be a Cholesky factor: lower triangular with a positive diagonal. A concrete
+    ``L`` that is not (an upper-triangular factor, a zero or negative pivot) raises
+    ``ValueError``; a traced one gives a NaN result for that matrix. The check costs
+    :math:`O(N^2)`, against the update's :math:`O(N^2 M)`.
+
+    :param L: lower-triangular factor with a positive diagonal, shape ``(..., N, N)``.
     :param U: update, shape ``(..., N, M)`` (rank ``M``), or ``(N,)`` / ``L.shape[:-1]``
         (rank one); its batch dimensions broadcast against those of ``L``.
     :param block_size: columns per block ``b``; by default ``max(64, M, ceil(N / 32))``.
@@ -241,8 +300,26 @@ def cholesky_update(L: jax.Array, U: jax.Array, *, block_size: int | None = None
         raise ValueError(f"cholesky_update: block_size must be >= 1, got {block_size}")
     b = _block_size(n, m) if block_size is None else int(block_size)
     dtype = jnp.result_type(L, U)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        dtype = jax.dtypes.canonicalize_dtype(jnp.float64)
+    not_factor = jnp.any(jnp.triu(L, 1) != 0, axis=(-2, -1)) | jnp.any(
+        jnp.diagonal(L, axis1=-2, axis2=-1) <= 0, axis=-1
+    )
+    if _is_concrete(not_factor) and bool(jnp.any(not_factor)):
+        upper = bool(jnp.any(jnp.triu(L, 1) != 0))
+        raise ValueError(
+            "cholesky_update: L must be a lower-triangular Cholesky factor with a positive "
+            "diagonal; "
+            + (
+                "its strict upper triangle is not zero (pass L.T if you hold the upper factor)"
+                if upper
+                else "its diagonal has a zero or negative entry"
+            )
+        )
     batch = jnp.broadcast_shapes(L.shape[:-2], U.shape[:-2])
     L = jnp.broadcast_to(L, (*batch, n, n)).astype(dtype).reshape((-1, n, n))
     U = jnp.broadcast_to(U, (*batch, n, m)).astype(dtype).reshape((-1, n, m))
     update = partial(_blocked_update, b=b)
-    return jax.vmap(update)(L, U).reshape((*batch, n, n))
+    result = jax.vmap(update)(L, U).reshape((*batch, n, n))
+    bad = jnp.broadcast_to(not_factor, batch)[..., None, None]
+    return jnp.where(bad, jnp.asarray(jnp.nan, dtype), result)

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jax.extend.core import jaxprs_in_params
 
-from numpyro_ext.linalg import cholesky, cholesky_update
+from numpyro_ext.linalg import CholeskyError, cholesky, cholesky_errors, cholesky_update
 
 # one compilation per (shape, block size) across hypothesis examples
 _jit_update = jax.jit(cholesky_update, static_argnames="block_size")
@@ -172,3 +172,36 @@ def test_batched_cholesky_escalates_only_the_matrix_that_fails(x64):
     assert bool(jnp.all(jnp.isfinite(L)))
     np.testing.assert_allclose(L[0], jnp.linalg.cholesky(A[0] + 1e-12 * jnp.eye(4)), rtol=1e-12)
     np.testing.assert_allclose(L[1] @ L[1].T, A[1], atol=1e-5)
+
+
+def test_failure_inside_jit_is_reraised_readably_by_cholesky_errors():
+    # Inside jit JAX wraps the callback's error in a JaxRuntimeError whose text opens with
+    # "INTERNAL: CpuCallback error" and a traceback; cholesky_errors gives the message back.
+    with pytest.raises(jax.errors.JaxRuntimeError, match=r"cholesky_errors"):
+        jax.jit(lambda A: cholesky(A, name="Kuu"))(-jnp.eye(3)).block_until_ready()
+    with pytest.raises(CholeskyError, match=r"^cholesky: Kuu \(3 x 3\) is not positive") as info:
+        with cholesky_errors():
+            jax.jit(lambda A: cholesky(A, name="Kuu"))(-jnp.eye(3)).block_until_ready()
+    assert "CpuCallback" not in str(info.value) and "raised inside jit" not in str(info.value)
+    assert isinstance(info.value, ValueError)
+    with pytest.raises(ZeroDivisionError), cholesky_errors():  # other errors pass untouched
+        _ = 1 / 0
+
+
+def test_cholesky_update_refuses_an_upper_triangular_factor(x64):
+    # N > 64, so the blocked path runs; an upper factor used to give a wrong "factor".
+    A = np.eye(100) + 0.1
+    upper = np.linalg.cholesky(A).T
+    with pytest.raises(ValueError, match="strict upper triangle is not zero"):
+        cholesky_update(upper, np.ones(100))
+    with pytest.raises(ValueError, match="zero or negative entry"):
+        cholesky_update(-np.eye(3), np.ones(3))
+    # Traced, the check cannot raise: that matrix's result is NaN instead.
+    out = jax.jit(cholesky_update)(jnp.stack([upper.T, upper]), jnp.ones(100))
+    assert bool(jnp.all(jnp.isfinite(out[0]))) and bool(jnp.all(jnp.isnan(out[1])))
+
+
+def test_cholesky_update_promotes_integer_input():
+    L = cholesky_update(jnp.eye(2, dtype=jnp.int32), jnp.array([0, 1]))
+    assert jnp.issubdtype(L.dtype, jnp.floating)
+    np.testing.assert_allclose(L, [[1.0, 0.0], [0.0, 2.0**0.5]], rtol=1e-6)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.linalg import solve_triangular
 from numpyro.distributions import Distribution, constraints
 from numpyro.distributions.util import lazy_property, promote_shapes
@@ -33,12 +34,23 @@ from numpyro_ext.linalg import cholesky
 __all__ = ["GaussianProcess"]
 
 
+def _check_finite(X: jax.Array, name: str) -> None:
+    if isinstance(X, jax.core.Tracer):
+        return
+    bad = int(np.sum(~np.isfinite(np.asarray(X))))
+    if bad:
+        raise ValueError(
+            f"GaussianProcess: {name} must be finite; it holds {bad} NaN or infinite entries"
+        )
+
+
 class GaussianProcess(Distribution):
     r"""Function values :math:`f(X) \sim N(\mu(X), K(X, X) + \epsilon I)`.
 
     :param kernel: covariance function (a :class:`numpyro_ext.gp.Kernel`); its
         hyperparameters may be ``numpyro.param`` or latent ``numpyro.sample`` values.
-    :param X: inputs, shape ``(N, D)`` or ``(N,)``.
+    :param X: inputs, shape ``(N, D)`` or ``(N,)``; integers are promoted to the default
+        float dtype, and concrete inputs must be finite.
     :param mean_fn: prior mean :math:`\mu`, a function of the ``(N, D)`` inputs returning
         ``(N,)``; zero when ``None``.
     :param jitter: diagonal jitter :math:`\epsilon` added before factorising.
@@ -70,6 +82,9 @@ class GaussianProcess(Distribution):
             )
         self.kernel = kernel
         self.X = as_inputs(X, "X")
+        _check_finite(self.X, "X")
+        if not (isinstance(jitter, int | float) and jitter >= 0 and math.isfinite(jitter)):
+            raise ValueError(f"GaussianProcess: jitter must be a finite float >= 0, got {jitter}")
         self.mean_fn = mean_fn
         self.jitter = jitter
         N = self.X.shape[0]
@@ -78,6 +93,8 @@ class GaussianProcess(Distribution):
             raise ValueError(
                 f"GaussianProcess: mean_fn(X) must have shape ({N},), got {loc.shape}"
             )
+        if not jnp.issubdtype(loc.dtype, jnp.inexact):
+            loc = loc.astype(self.X.dtype)
         self.loc = loc
         super().__init__(batch_shape=(), event_shape=(N,), validate_args=validate_args)
 

@@ -24,12 +24,14 @@ from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 from jax.scipy.linalg import cho_solve, solve_triangular
 
 from numpyro_ext.gp.conditional import inducing_factor
 from numpyro_ext.gp.inducing import InducingPoints, InducingVariables
-from numpyro_ext.gp.kernels import Kernel, as_inputs
+from numpyro_ext.gp.kernels import Kernel, as_inputs, valid_hyperparameters
+from numpyro_ext.linalg import cholesky_errors
 
 __all__ = ["collapsed_elbo", "collapsed_factor", "collapsed_predict", "collapsed_q_u"]
 
@@ -42,7 +44,52 @@ def _residual(X, y, mean_fn):
     y = jnp.asarray(y)
     if y.ndim != 1 or y.shape[0] != X.shape[0]:
         raise ValueError(f"collapsed bound: y must have shape ({X.shape[0]},), got {y.shape}")
-    return y if mean_fn is None else y - mean_fn(X)
+    if not jnp.issubdtype(y.dtype, jnp.inexact):
+        y = y.astype(X.dtype)
+    if mean_fn is None:
+        return y
+    mean = jnp.asarray(mean_fn(X))
+    if mean.shape not in ((), (X.shape[0],)):
+        raise ValueError(
+            f"collapsed bound: mean_fn(X) must have shape ({X.shape[0]},), got {mean.shape}"
+        )
+    return y - mean
+
+
+def _check_concrete(name: str, noise_variance, arrays: dict) -> None:
+    """Refuse concrete invalid input with a ``ValueError`` naming the argument."""
+    s2 = noise_variance
+    if not isinstance(s2, jax.core.Tracer):
+        s2 = np.asarray(s2)
+        if s2.shape != ():
+            raise ValueError(f"{name}: noise_variance must be a scalar, got shape {s2.shape}")
+        if not (np.isfinite(s2) and s2 > 0):
+            raise ValueError(
+                f"{name}: noise_variance must be positive and finite, got {s2.item()}; "
+                "the collapsed bound divides by it (keep it above a small floor such as "
+                "1e-6, as GPflow's Gaussian likelihood does)"
+            )
+    for arg, value in arrays.items():
+        if not isinstance(value, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(value))):
+            raise ValueError(f"{name}: {arg} must be finite; it holds NaN or inf")
+
+
+def _prepare(name, kernel, X, y, Z, noise_variance, mean_fn):
+    """Validated inputs, inducing variables and residual ``y - mean(X)``, outside ``jit``.
+
+    ``mean_fn`` is evaluated here (traced when the caller is traced), so the jitted core sees
+    arrays only: a new ``mean_fn`` never recompiles it.
+    """
+    if not isinstance(kernel, Kernel):
+        raise ValueError(f"{name}: kernel must be a numpyro_ext.gp.Kernel, got {type(kernel)}")
+    X = as_inputs(X, "X")
+    inducing = _inducing(Z)
+    r = _residual(X, y, mean_fn)
+    arrays = {"X": X, "y": r if mean_fn is None else jnp.asarray(y), "mean_fn(X)": r}
+    if isinstance(inducing, InducingPoints):
+        arrays["Z"] = inducing.Z
+    _check_concrete(name, noise_variance, arrays)
+    return X, inducing, r
 
 
 def _factor_B(A: jax.Array) -> jax.Array:
@@ -71,23 +118,15 @@ def _inverse_factor(LB: jax.Array) -> jax.Array:
     return solve_triangular(U, eye, lower=False).T
 
 
-def _prior_terms(kernel, X, y, Z, mean_fn, jitter):
-    """Inputs, inducing variables, residual ``y - mean`` and the factor of ``Kuu``."""
-    X = as_inputs(X)
-    inducing = _inducing(Z)
-    return X, inducing, _residual(X, y, mean_fn), inducing_factor(inducing, kernel, jitter)
-
-
-def _terms(kernel, X, y, Z, noise_variance, mean_fn, jitter):
-    X, inducing, r, L = _prior_terms(kernel, X, y, Z, mean_fn, jitter)
+def _terms(kernel, X, r, inducing, noise_variance, jitter):
+    L = inducing_factor(inducing, kernel, jitter)
     sigma = jnp.sqrt(noise_variance)
     A = solve_triangular(L, inducing.Kuf(kernel, X), lower=True) / sigma
     LB = _factor_B(A)
     c = solve_triangular(LB, A @ r, lower=True) / sigma
-    return X, inducing, r, L, A, LB, c
+    return L, A, LB, c
 
 
-@partial(jax.jit, static_argnames=("mean_fn", "jitter"))
 def collapsed_elbo(
     kernel: Kernel,
     X: jax.Array,
@@ -104,12 +143,21 @@ def collapsed_elbo(
     - \tfrac{1}{2}(\operatorname{tr} K_{ff} / \sigma^2 - \operatorname{tr} A A^\top)`,
     :math:`r = y - \mu(X)`.
 
+    Invalid hyperparameters: a concrete ``noise_variance`` that is not positive and finite, or
+    concrete inputs holding NaN/inf, raise ``ValueError``; under ``jit`` (traced values) a
+    non-positive noise variance or an out-of-range kernel hyperparameter (see
+    :func:`~numpyro_ext.gp.kernels.valid_hyperparameters`) gives ``-inf``, the bound of an
+    impossible model, with a zero gradient, and NaN in any argument gives NaN (no error, so
+    that a sampler can reject the proposal that produced it).
+
     :param kernel: GP kernel.
     :param X: inputs ``(N, D)`` or ``(N,)``.
     :param y: targets ``(N,)``.
     :param Z: inducing inputs ``(M, D)`` or an :class:`InducingVariables`.
-    :param noise_variance: Gaussian noise variance :math:`\sigma^2`.
-    :param mean_fn: prior mean function of ``X`` (zero when ``None``).
+    :param noise_variance: Gaussian noise variance :math:`\sigma^2 > 0`.
+    :param mean_fn: prior mean function of ``X`` (zero when ``None``); evaluated outside the
+        compiled core, so any function (a new lambda each call, a closure over parameters)
+        costs no recompilation.
     :param jitter: diagonal jitter for ``Kuu``.
     :return: the scalar bound.
 
@@ -120,11 +168,28 @@ def collapsed_elbo(
     >>> bool(jnp.isfinite(bound))
     True
     """
-    X, inducing, r, L = _prior_terms(kernel, X, y, Z, mean_fn, jitter)
+    X, inducing, r = _prepare("collapsed_elbo", kernel, X, y, Z, noise_variance, mean_fn)
+    with cholesky_errors():
+        return _collapsed_elbo(kernel, X, r, inducing, noise_variance, float(jitter))
+
+
+@partial(jax.jit, static_argnames=("jitter",))
+def _collapsed_elbo(kernel, X, r, inducing, noise_variance, jitter):
+    valid = ~(noise_variance <= 0) & valid_hyperparameters(kernel)  # NaN propagates
+    # Invalid values are replaced before use, so neither the value nor the gradient sees NaN.
+    noise_variance = jnp.where(valid, noise_variance, 1.0)
+    kernel = jax.tree.map(lambda a, b: jnp.where(valid, a, b), kernel, _unit(kernel))
+    L = inducing_factor(inducing, kernel, jitter)
     Kuf = inducing.Kuf(kernel, X)
     dtype = jnp.result_type(Kuf, r, noise_variance)
     args = (L, Kuf, r, noise_variance, jnp.sum(kernel.diag(X)))
-    return _sgpr_bound(*(jnp.asarray(a, dtype) for a in args))
+    bound = _sgpr_bound(*(jnp.asarray(a, dtype) for a in args))
+    return jnp.where(valid, bound, -jnp.inf)
+
+
+def _unit(kernel: Kernel) -> Kernel:
+    """The same kernel with every hyperparameter set to one (a valid stand-in)."""
+    return jax.tree.map(lambda a: jnp.ones_like(a), kernel)
 
 
 def _sgpr_forward(L, Kuf, r, s2, tr_Kff):
@@ -188,7 +253,6 @@ def _sgpr_bound_jvp(primals, tangents):
     return bound, tangent
 
 
-@partial(jax.jit, static_argnames=("mean_fn", "jitter", "whiten"))
 def collapsed_q_u(
     kernel: Kernel,
     X: jax.Array,
@@ -203,7 +267,7 @@ def collapsed_q_u(
 
     Whitened (:math:`v = L^{-1} u`): :math:`q(v) = N(L_B^{-\top} c, B^{-1})`. Unwhitened:
     :math:`q(u) = N(L m_v, L B^{-1} L^\top)`. An SVGP with this :math:`q(u)` attains the
-    collapsed bound.
+    collapsed bound. Input checks as in :func:`collapsed_elbo`.
 
     :param kernel: GP kernel.
     :param X: inputs.
@@ -215,7 +279,14 @@ def collapsed_q_u(
     :param whiten: parameterisation of the returned :math:`q`.
     :return: ``(q_mu (M,), q_sqrt (M, M) lower triangular)``.
     """
-    _, _, _, L, _, LB, c = _terms(kernel, X, y, Z, noise_variance, mean_fn, jitter)
+    X, inducing, r = _prepare("collapsed_q_u", kernel, X, y, Z, noise_variance, mean_fn)
+    with cholesky_errors():
+        return _collapsed_q_u(kernel, X, r, inducing, noise_variance, float(jitter), whiten)
+
+
+@partial(jax.jit, static_argnames=("jitter", "whiten"))
+def _collapsed_q_u(kernel, X, r, inducing, noise_variance, jitter, whiten):
+    L, _, LB, c = _terms(kernel, X, r, inducing, noise_variance, jitter)
     q_mu = solve_triangular(LB.T, c, lower=False)
     q_sqrt = _inverse_factor(LB)
     if whiten:
@@ -223,7 +294,6 @@ def collapsed_q_u(
     return L @ q_mu, L @ q_sqrt
 
 
-@partial(jax.jit, static_argnames=("mean_fn", "jitter", "full_cov"))
 def collapsed_predict(
     kernel: Kernel,
     X: jax.Array,
@@ -238,7 +308,8 @@ def collapsed_predict(
     r"""Predictive mean and (co)variance of :math:`f(X_*)` under the optimal :math:`q(u)`.
 
     :math:`\mu_* = \mu(X_*) + T_2^\top c`, :math:`\Sigma_* = K_{**} - T_1^\top T_1 + T_2^\top
-    T_2` with :math:`T_1 = L^{-1} K_{u*}`, :math:`T_2 = L_B^{-1} T_1`.
+    T_2` with :math:`T_1 = L^{-1} K_{u*}`, :math:`T_2 = L_B^{-1} T_1`. Input checks as in
+    :func:`collapsed_elbo`.
 
     :param kernel: GP kernel.
     :param X: training inputs.
@@ -251,13 +322,22 @@ def collapsed_predict(
     :param full_cov: joint covariance instead of marginal variances.
     :return: ``(mean, var)`` of the latent function (add the noise variance for ``y``).
     """
-    _, inducing, _, L, _, LB, c = _terms(kernel, X, y, Z, noise_variance, mean_fn, jitter)
+    X, inducing, r = _prepare("collapsed_predict", kernel, X, y, Z, noise_variance, mean_fn)
     X_new = as_inputs(X_new, "X_new")
+    _check_concrete("collapsed_predict", noise_variance, {"X_new": X_new})
+    with cholesky_errors():
+        mean, var = _collapsed_predict(
+            kernel, X, r, inducing, noise_variance, X_new, float(jitter), full_cov
+        )
+    return (mean, var) if mean_fn is None else (mean + mean_fn(X_new), var)
+
+
+@partial(jax.jit, static_argnames=("jitter", "full_cov"))
+def _collapsed_predict(kernel, X, r, inducing, noise_variance, X_new, jitter, full_cov):
+    L, _, LB, c = _terms(kernel, X, r, inducing, noise_variance, jitter)
     T1 = solve_triangular(L, inducing.Kuf(kernel, X_new), lower=True)
     T2 = solve_triangular(LB, T1, lower=True)
     mean = T2.T @ c
-    if mean_fn is not None:
-        mean = mean + mean_fn(X_new)
     if full_cov:
         return mean, kernel(X_new) - T1.T @ T1 + T2.T @ T2
     return mean, kernel.diag(X_new) - jnp.sum(T1**2, 0) + jnp.sum(T2**2, 0)

@@ -10,6 +10,12 @@ Stationary kernels take a ``lengthscale`` that is a scalar or a length-``D`` vec
 Kernels combine with ``+`` (:class:`Sum`), ``*`` (:class:`Product`) and ``c * k``
 (:class:`Scaled`).
 
+Integer and boolean inputs are promoted to the default float dtype (``float32``, or ``float64``
+with ``jax_enable_x64``). Hyperparameters given as concrete values are checked when the kernel
+is built: a ``lengthscale`` or ``period`` must be positive and finite, a ``variance`` or
+``scale`` non-negative and finite. Traced values (inside ``jit``, or latent sites of a model)
+are not checked there; :func:`valid_hyperparameters` gives the same check as a traced boolean.
+
 >>> import jax.numpy as jnp
 >>> k = 2.0 * SquaredExponential(lengthscale=jnp.array([1.0, 3.0])) + Linear(0.1)
 >>> k(jnp.zeros((4, 2)), jnp.ones((3, 2))).shape
@@ -23,6 +29,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = [
     "Kernel",
@@ -36,11 +43,69 @@ __all__ = [
     "SquaredExponential",
     "Stationary",
     "Sum",
+    "valid_hyperparameters",
 ]
 
 #: Input dimension up to which stationary kernels form differences directly (see
 #: :meth:`Stationary.squared_distance`).
 DIRECT_MAX_DIM = 8
+
+
+#: Hyperparameters that must be strictly positive, and those that may be zero.
+_POSITIVE = ("lengthscale", "period")
+_NON_NEGATIVE = ("variance", "scale")
+
+
+def _concrete(value):
+    """``value`` as a NumPy array when it is a concrete number, else ``None``."""
+    if isinstance(value, jax.core.Tracer) or not isinstance(
+        value, int | float | np.ndarray | np.generic | jax.Array
+    ):
+        return None
+    value = np.asarray(value)
+    return value if value.dtype.kind in "biuf" else None
+
+
+def _check_hyperparameters(kernel) -> None:
+    for field in dataclasses.fields(kernel):
+        if field.name not in _POSITIVE + _NON_NEGATIVE:
+            continue
+        value = _concrete(getattr(kernel, field.name))
+        if value is None:
+            continue
+        positive = field.name in _POSITIVE
+        ok = np.isfinite(value) & ((value > 0) if positive else (value >= 0))
+        if not np.all(ok):
+            expected = "positive and finite" if positive else "non-negative and finite"
+            raise ValueError(
+                f"{type(kernel).__name__}: {field.name} must be {expected}, got {value.tolist()}"
+            )
+
+
+def valid_hyperparameters(kernel: Kernel) -> jax.Array:
+    """Whether no hyperparameter of ``kernel`` (or of the kernels it combines) is out of range.
+
+    The traced counterpart of the check made when a kernel is built from concrete values:
+    false when a ``lengthscale`` or ``period`` is zero or negative, or a ``variance`` or
+    ``scale`` negative. NaN counts as in range here, so that NaN propagates to whatever the
+    kernel computes (samplers reject such proposals); the concrete check refuses NaN and inf.
+
+    :param kernel: a kernel.
+    :return: a boolean scalar (a tracer under ``jit``).
+
+    >>> bool(valid_hyperparameters(SquaredExponential() + Linear()))
+    True
+    """
+    ok = jnp.asarray(True)
+    for field in dataclasses.fields(kernel):
+        value = getattr(kernel, field.name)
+        if isinstance(value, Kernel):
+            ok = ok & valid_hyperparameters(value)
+        elif field.name in _POSITIVE + _NON_NEGATIVE:
+            value = jnp.asarray(value)
+            bad = (value <= 0) if field.name in _POSITIVE else (value < 0)
+            ok = ok & ~jnp.any(bad)
+    return ok
 
 
 def pytree_dataclass(cls):
@@ -50,8 +115,13 @@ def pytree_dataclass(cls):
 
 
 def as_inputs(X: jax.Array, name: str = "X") -> jax.Array:
-    """Return ``X`` as a 2-D ``(N, D)`` array; a 1-D array is one input dimension."""
+    """Return ``X`` as a 2-D ``(N, D)`` float array; a 1-D array is one input dimension.
+
+    Integer and boolean inputs are promoted to the default float dtype.
+    """
     X = jnp.asarray(X)
+    if not jnp.issubdtype(X.dtype, jnp.inexact):
+        X = X.astype(jax.dtypes.canonicalize_dtype(jnp.float64))
     if X.ndim == 1:
         return X[:, None]
     if X.ndim != 2:
@@ -60,7 +130,13 @@ def as_inputs(X: jax.Array, name: str = "X") -> jax.Array:
 
 
 class Kernel:
-    """Base class: subclasses implement :meth:`gram` and :meth:`diag` on ``(N, D)`` inputs."""
+    """Base class: subclasses implement :meth:`gram` and :meth:`diag` on ``(N, D)`` inputs.
+
+    Concrete hyperparameters are checked on construction (see the module docstring).
+    """
+
+    def __post_init__(self) -> None:
+        _check_hyperparameters(self)
 
     def __call__(self, X1: jax.Array, X2: jax.Array | None = None) -> jax.Array:
         """Gram matrix ``K[i, j] = k(X1[i], X2[j])`` (``X2 = X1`` when omitted)."""

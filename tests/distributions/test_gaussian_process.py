@@ -56,3 +56,21 @@ def test_bad_arguments_raise_clear_errors():
         GaussianProcess(lambda a, b: a, X)
     with pytest.raises(ValueError, match=r"mean_fn\(X\) must have shape \(6,\)"):
         GaussianProcess(SquaredExponential(), X, mean_fn=lambda X: jnp.zeros(5))
+
+
+def test_integer_inputs_are_promoted_and_sample():
+    gp = GaussianProcess(SquaredExponential(), jnp.arange(20))
+    draw = gp.sample(jax.random.key(0))
+    assert draw.shape == (20,) and draw.dtype == jnp.float32
+    np.testing.assert_allclose(
+        gp.log_prob(draw), GaussianProcess(SquaredExponential(), jnp.arange(20.0)).log_prob(draw)
+    )
+    gp = GaussianProcess(SquaredExponential(), jnp.arange(3), mean_fn=lambda X: jnp.ones(3, int))
+    assert gp.mean.dtype == jnp.float32
+
+
+def test_non_finite_inputs_and_bad_jitter_are_refused():
+    with pytest.raises(ValueError, match="X must be finite; it holds 1 NaN"):
+        GaussianProcess(SquaredExponential(), np.array([0.0, np.nan, 1.0]))
+    with pytest.raises(ValueError, match="jitter must be a finite float >= 0"):
+        GaussianProcess(SquaredExponential(), X, jitter=-1.0)

@@ -20,6 +20,7 @@ from numpyro_ext.gp import (
     collapsed_q_u,
     predict_f,
 )
+from numpyro_ext.gp.collapsed import _collapsed_elbo
 
 NOISE = 0.09
 
@@ -138,9 +139,11 @@ def test_only_kuu_is_factored_with_a_jitter_loop_even_under_grad(x64):
 
 def test_nan_hyperparameters_give_a_nan_bound_rather_than_an_error(x64):
     X, y = _data()
-    bound = jax.jit(collapsed_elbo)(SquaredExponential(jnp.nan, 0.7), X, y, X[::3], NOISE)
-    assert bool(jnp.isnan(bound))
-    q_mu, q_sqrt = collapsed_q_u(SquaredExponential(1.3, 0.7), X, y, X[::3], jnp.nan)
+    # Traced NaN (a sampler's proposal); concrete NaN is refused when the kernel is built.
+    elbo = jax.jit(lambda v: collapsed_elbo(SquaredExponential(v, 0.7), X, y, X[::3], NOISE))
+    assert bool(jnp.isnan(elbo(jnp.nan)))
+    q_u = jax.jit(lambda s2: collapsed_q_u(SquaredExponential(1.3, 0.7), X, y, X[::3], s2))
+    q_mu, q_sqrt = q_u(jnp.nan)
     assert bool(jnp.all(jnp.isnan(q_sqrt)))
     assert bool(jnp.all(jnp.isnan(q_mu)))
 
@@ -169,7 +172,7 @@ def test_closed_form_gradient_and_hessian_match_automatic_differentiation(x64):
         kernel = SquaredExponential(h[0], h[1])
         return kernel, X, y, h[2], h[3], lambda X: h[4] * X[:, 0]
 
-    ours = lambda h: collapsed_elbo.__wrapped__(*split(h))  # noqa: E731
+    ours = lambda h: collapsed_elbo(*split(h))  # noqa: E731  (mean_fn closes over a tracer)
     plain = lambda h: _plain_bound(*split(h))  # noqa: E731
     value_and_grad = jax.jit(lambda h: (jax.value_and_grad(ours)(h), jax.value_and_grad(plain)(h)))
     (got, got_grad), (want, want_grad) = value_and_grad(h)
@@ -179,3 +182,51 @@ def test_closed_form_gradient_and_hessian_match_automatic_differentiation(x64):
     # Forward mode goes through the rule's own operations: second derivatives are exact too.
     hessians = [jax.jit(jax.hessian(lambda p, f=f: f(p + h[2:])))(h[:2]) for f in (ours, plain)]
     np.testing.assert_allclose(np.array(hessians[0]), np.array(hessians[1]), rtol=1e-8)
+
+
+def test_zero_noise_or_lengthscale_is_refused_concretely_and_minus_inf_under_jit(x64):
+    X, y = _data()
+    with pytest.raises(ValueError, match=r"noise_variance must be positive and finite, got 0\.0"):
+        collapsed_elbo(SquaredExponential(), X, y, X[::3], 0.0)
+    with pytest.raises(ValueError, match="lengthscale must be positive"):
+        collapsed_elbo(SquaredExponential(1.0, 0.0), X, y, X[::3], NOISE)
+    with pytest.raises(ValueError, match="y must be finite"):
+        collapsed_elbo(SquaredExponential(), X, y.at[0].set(jnp.nan), X[::3], NOISE)
+    with pytest.raises(ValueError, match="noise_variance must be positive"):
+        collapsed_predict(SquaredExponential(), X, y, X[::3], -1.0, X)
+
+    def bound(ell, s2):
+        return collapsed_elbo(SquaredExponential(1.0, ell), X, y, X[::3], s2)
+
+    value_and_grad = jax.jit(jax.value_and_grad(bound, argnums=(0, 1)))
+    for ell, s2 in [(0.7, 0.0), (0.0, NOISE), (0.7, -1.0)]:
+        value, grads = value_and_grad(ell, s2)
+        assert value == -jnp.inf and all(g == 0 for g in grads)
+    value, grads = value_and_grad(0.7, NOISE)  # the valid case is untouched
+    assert bool(jnp.isfinite(value)) and all(bool(jnp.isfinite(g)) for g in grads)
+
+
+def test_integer_inputs_and_targets_are_promoted():
+    X = jnp.arange(10)
+    bound = collapsed_elbo(SquaredExponential(1.0, 3.0), X, X % 3, X[::3], 0.5)
+    expected = collapsed_elbo(
+        SquaredExponential(1.0, 3.0), X * 1.0, X % 3 * 1.0, X[::3] * 1.0, 0.5
+    )
+    np.testing.assert_allclose(bound, expected)
+
+
+def test_a_new_mean_function_does_not_recompile(x64):
+    X, y = _data()
+    kernel, Z = SquaredExponential(), X[::3]
+    collapsed_elbo(kernel, X, y, Z, NOISE, mean_fn=lambda X: 0.1 * X[:, 0])
+    before = _collapsed_elbo._cache_size()
+    for k in range(3):
+        collapsed_elbo(kernel, X, y, Z, NOISE, mean_fn=lambda X, k=k: k * X[:, 0])
+        collapsed_predict(kernel, X, y, Z, NOISE, X, mean_fn=lambda X, k=k: k * X[:, 0])
+    assert _collapsed_elbo._cache_size() == before
+    shifted = collapsed_predict(
+        kernel, X, y + 2.0, Z, NOISE, X[:4], mean_fn=lambda X: 2.0 + 0 * X[:, 0]
+    )
+    np.testing.assert_allclose(
+        shifted[0], collapsed_predict(kernel, X, y, Z, NOISE, X[:4])[0] + 2.0
+    )

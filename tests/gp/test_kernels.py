@@ -16,7 +16,7 @@ from numpyro_ext.gp import (
     SquaredExponential,
     Sum,
 )
-from numpyro_ext.gp.kernels import DIRECT_MAX_DIM
+from numpyro_ext.gp.kernels import DIRECT_MAX_DIM, valid_hyperparameters
 
 X1 = np.array([[0.0, 1.0], [0.5, -0.3], [2.0, 0.7]])
 X2 = np.array([[0.1, 0.2], [-1.0, 0.4]])
@@ -130,3 +130,42 @@ def test_bad_inputs_raise_clear_errors():
         SquaredExponential()(X1, jnp.ones((2, 3)))
     with pytest.raises(ValueError, match=r"shape \(N, D\)"):
         SquaredExponential()(jnp.ones((2, 2, 2)))
+
+
+@pytest.mark.parametrize("kernel", [SquaredExponential(), Matern32(), Periodic(), Linear()])
+def test_integer_and_boolean_inputs_are_promoted_to_the_default_float(kernel):
+    K = kernel(jnp.arange(4))
+    assert K.dtype == jnp.float32 and kernel.diag(jnp.arange(4)).dtype == jnp.float32
+    np.testing.assert_allclose(K, kernel(jnp.arange(4.0)))
+    assert kernel(jnp.ones(3, bool)).dtype == jnp.float32
+
+
+def test_integer_hyperparameters_are_accepted(x64):
+    np.testing.assert_allclose(SquaredExponential(2, 3)(X1), SquaredExponential(2.0, 3.0)(X1))
+
+
+@pytest.mark.parametrize(
+    ("build", "match"),
+    [
+        (lambda: SquaredExponential(lengthscale=0.0), "lengthscale must be positive"),
+        (lambda: Matern52(lengthscale=np.array([1.0, -1.0])), "lengthscale must be positive"),
+        (lambda: Matern12(variance=-1.0), "variance must be non-negative"),
+        (lambda: Periodic(period=0.0), "period must be positive"),
+        (lambda: SquaredExponential(variance=jnp.nan), "variance must be non-negative and"),
+        (lambda: Linear(variance=jnp.inf), "variance must be non-negative and finite"),
+        (lambda: Scaled(SquaredExponential(), -2.0), "scale must be non-negative"),
+    ],
+)
+def test_out_of_range_concrete_hyperparameters_are_refused(build, match):
+    with pytest.raises(ValueError, match=match):
+        build()
+
+
+def test_traced_hyperparameters_are_not_checked_but_valid_hyperparameters_reports_them():
+    gram = jax.jit(lambda ell: SquaredExponential(1.0, ell)(X1))
+    assert gram(1.0).shape == (3, 3)  # building the kernel from a tracer does not raise
+    valid = jax.jit(
+        lambda ell, s: valid_hyperparameters(2.0 * SquaredExponential(1.0, ell) + Linear(s))
+    )
+    assert bool(valid(1.0, 0.0)) and not bool(valid(0.0, 1.0)) and not bool(valid(1.0, -1.0))
+    assert bool(valid(jnp.nan, 1.0))  # NaN propagates rather than counting as out of range
