@@ -293,14 +293,13 @@ def test_cpu_extension_matches_pure_jax_sampler_in_distribution():
 
     n = 20_000
     cells = [(1.0, 0.0), (1.0, 3.0), (2.5, 1.0), (0.3, 2.0), (7.3, 0.5), (50.0, 4.0)]
-    for i, (b, c) in enumerate(cells):
-        key = jax.random.key(10 + i)
-        ours = sample_polya_gamma(key, b, c, (n,), implementation="cpu")
-        ref = sample_polya_gamma(jax.random.fold_in(key, 1), b, c, (n,), implementation="jax")
-        assert ks_2samp(np.asarray(ours), np.asarray(ref)).pvalue > 1e-3 / len(cells), (b, c)
-    ours = sample_polya_gamma(jax.random.key(9), 1.0, 0.0, (n,), implementation="cpu")
-    other = sample_polya_gamma(jax.random.key(9), 1.05, 0.0, (n,), implementation="jax")
-    assert ks_2samp(np.asarray(ours), np.asarray(other)).pvalue < 1e-3
+    b = jnp.array([cell[0] for cell in cells] + [1.05])
+    c = jnp.array([cell[1] for cell in cells] + [0.0])
+    ours = np.asarray(sample_polya_gamma(jax.random.key(10), b, c, (n, 7), implementation="cpu"))
+    ref = np.asarray(sample_polya_gamma(jax.random.key(11), b, c, (n, 7), implementation="jax"))
+    for i, cell in enumerate(cells):
+        assert ks_2samp(ours[:, i], ref[:, i]).pvalue > 1e-3 / len(cells), cell
+    assert ks_2samp(ours[:, 0], ref[:, 6]).pvalue < 1e-3  # PG(1, 0) against PG(1.05, 0)
 
 
 @needs_cpu_extension
@@ -384,13 +383,17 @@ def test_log_prob_at_large_tilt_matches_float64_and_mpmath():
 
 
 @pytest.mark.usefixtures("x64")
-@pytest.mark.parametrize("b, c", [(25.0, 1e3), (100.0, 1e3), (25.0, 1e4), (200.0, 0.0)])
-def test_log_prob_matches_mpmath_at_large_tilt_and_far_left(b, c):
+@pytest.mark.parametrize(
+    "b, c, bulk", [(25.0, 1e3, True), (100.0, 1e3, True), (25.0, 1e4, True), (200.0, 0.0, False)]
+)
+def test_log_prob_matches_mpmath_at_large_tilt_and_far_left(b, c, bulk):
     d = PolyaGamma(b, c)
     mean, sd = float(d.mean), float(d.variance) ** 0.5
-    points = [mean / 20, mean / 5, mean - 2 * sd, mean, mean + 3 * sd]
+    points = [mean / 20, mean / 5]  # left of the bulk: the left-series branch
+    if bulk:  # the saddle-point branch; the series cancels to about b digits there
+        points += [mean - 2 * sd, mean, mean + 3 * sd]
     ours = np.asarray(log_prob(jnp.asarray(points), b, c))
-    mpmath.mp.dps = 300  # the alternating series cancels to about b digits
+    mpmath.mp.dps = 300 if bulk else 60
     exact = np.array([_mpmath_log_density_digits(w, b, c) for w in points])
     np.testing.assert_allclose(ours, exact, rtol=1e-9, atol=1e-9)
 
