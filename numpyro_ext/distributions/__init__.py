@@ -2,8 +2,10 @@
 
 from numpyro_ext.distributions.gaussian_process import GaussianProcess
 from numpyro_ext.distributions.polya_gamma import PolyaGamma
+from numpyro_ext.distributions.polya_gamma_sampler import sample_polya_gamma
 
 __all__: list[str] = [
     "GaussianProcess",
     "PolyaGamma",
+    "sample_polya_gamma",
 ]

@@ -63,21 +63,22 @@ def log_density_saddle(w, b, c):
     """
     dtype = w.dtype
     complex_dtype = jnp.complex128 if dtype == jnp.float64 else jnp.complex64
-    half_c2 = 0.5 * c * c
     kappa = _saddle_kappa(4.0 * w / b)
-    s0 = half_c2 - 2.0 * kappa
+    # The saddle point is s0 = c^2/2 - 2 kappa. Along s = s0 + i y the argument of cosh(sqrt(.))
+    # is (c^2/2 - s)/2 = kappa - i y/2: written through kappa, so that a large c^2/2 never
+    # swallows kappa in rounding.
     # K''(s0) = (b / 8) * (-phi'(kappa)) * ... ; dkappa/ds = -1/2, K'(s) = b phi(kappa) / 4.
     dphi = jax.vmap(jax.grad(_phi))(kappa.reshape(-1)).reshape(kappa.shape)
     curvature = -b * dphi / 8.0
     step = _WIDTH / jnp.sqrt(curvature) / _NODES
     y = step[..., None] * jnp.arange(_NODES + 1, dtype=dtype)
-    s = (s0[..., None] + 1j * y).astype(complex_dtype)
-    log_cosh_c = jnp.abs(0.5 * c) + jnp.log1p(jnp.exp(-jnp.abs(c))) - math.log(2.0)
-    log_m = b[..., None] * (
-        log_cosh_c[..., None] - _log_cosh_sqrt_complex(0.5 * (half_c2[..., None] - s))
-    )
+    arg = (kappa[..., None] - 0.5j * y).astype(complex_dtype)
+    log_m = -b[..., None] * _log_cosh_sqrt_complex(arg)
     log_m0 = jnp.real(log_m[..., :1])
     integrand = jnp.real(jnp.exp(log_m - log_m0 - 1j * y * w[..., None]))
     weights = jnp.ones(_NODES + 1, dtype).at[0].set(0.5)
     integral = step * jnp.sum(weights * integrand, axis=-1)
-    return log_m0[..., 0] - s0 * w - math.log(math.pi) + jnp.log(integral)
+    log_cosh_c = jnp.abs(0.5 * c) + jnp.log1p(jnp.exp(-jnp.abs(c))) - math.log(2.0)
+    # log M(s0) - s0 w = b log cosh(c/2) - c^2 w / 2 + [-b log cosh(sqrt(kappa)) + 2 kappa w]
+    tilt = b * log_cosh_c - 0.5 * c * c * w
+    return tilt + log_m0[..., 0] + 2.0 * kappa * w - math.log(math.pi) + jnp.log(integral)

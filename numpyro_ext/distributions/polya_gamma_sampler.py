@@ -14,9 +14,15 @@ draws of ``J*(h, z)`` with ``h = b / m`` in ``(0, 2]``. Each piece is drawn by t
   ``rho_h(t)`` when ``h < 1``, itself bounded by a shifted exponential, and the acceptance
   ratio uses the tilted-remainder factor ``rho_h(x)`` (error below ``1e-11`` for ``x >= 2.9``).
 
-Every element runs the same masked proposal/accept step inside one ``lax.while_loop`` until all
-of its pieces are accepted; a proposal at ``x <= 0`` or a non-finite one is rejected. Every loop is
-bounded: a non-finite ``b`` or ``c`` gives ``nan`` at once instead of a loop that never accepts,
+:func:`sample_polya_gamma` is the entry point. On CPU it calls the compiled sampler
+(``_polya_gamma_cpu.cc``, an XLA FFI custom call drawing from the same envelopes with per-element
+branches) when the package was built with it; this module's pure-JAX sampler is the default on
+other platforms and the reference the tests compare the compiled one with.
+
+In the pure-JAX sampler every element runs the same masked proposal/accept step inside one
+``lax.while_loop`` until all of its pieces are accepted; a proposal at ``x <= 0`` or a
+non-finite one is rejected. Every loop is bounded: a non-finite or out-of-range ``b`` or a
+non-finite ``c`` gives ``nan`` at once instead of a loop that never accepts,
 and an element still unfinished after :data:`MAX_PROPOSALS_PER_PIECE` proposals per piece (far
 beyond the one or two a piece needs on average) is returned as ``nan`` rather than hanging.
 """
@@ -32,6 +38,10 @@ from jax import lax
 from jax.scipy.special import gammaln, log_ndtr, ndtr, ndtri
 from numpyro.util import not_jax_tracer
 
+try:  # the compiled CPU sampler; absent when the package was installed without a C++ compiler
+    from numpyro_ext.distributions import _polya_gamma_cpu
+except ImportError:  # pragma: no cover - depends on the build
+    _polya_gamma_cpu = None
 from numpyro_ext.distributions.polya_gamma_series import (
     devroye_right_ratio,
     left_log_coefficients,
@@ -41,9 +51,18 @@ from numpyro_ext.distributions.polya_gamma_series import (
     tail_factor,
 )
 
-__all__ = ["MAX_PIECE", "sample_jacobi_star", "sample_polya_gamma"]
+__all__ = [
+    "MAX_B",
+    "MAX_PIECE",
+    "MIN_B",
+    "has_cpu_extension",
+    "sample_jacobi_star",
+    "sample_polya_gamma",
+]
 
 MAX_PIECE = 2.0
+MIN_B = 1e-12  # below, float32 proposals underflow; no count-data model has b this small
+MAX_B = 1e7  # work is linear in b: ceil(b / 2) pieces per draw
 SAMPLER_LEFT_TERMS = 8  # a_8 / a_0 < 1e-17 for x <= t <= 3, h <= 2
 DEVROYE_T = 0.64
 _COMPACTION = 8  # straggler buffer = elements / _COMPACTION
@@ -245,29 +264,110 @@ def _known_all_devroye(b):
     return bool(np.all(b / np.ceil(b / MAX_PIECE) == 1.0))
 
 
-def sample_polya_gamma(key, b, c, shape):
-    """Draws of ``PG(b, c)`` with the given output ``shape`` (``b``, ``c`` broadcast to it).
+def _sample_jax(key, b, z, known_devroye):
+    """The pure-JAX sampler on flat arrays (``b`` valid, ``z >= 0``); ``J*`` scale."""
+    pieces = jnp.ceil(b / MAX_PIECE)
+    h = b / pieces
+    pieces = pieces.astype(jnp.int32)
+    if known_devroye is not None:
+        return sample_jacobi_star(key, h, z, pieces, devroye_only=known_devroye)
+    return lax.cond(
+        jnp.all(h == 1.0),
+        lambda: sample_jacobi_star(key, h, z, pieces, devroye_only=True),
+        lambda: sample_jacobi_star(key, h, z, pieces, devroye_only=False),
+    )
+
+
+_FFI_TARGETS = {jnp.dtype(jnp.float32): "numpyro_ext_polya_gamma_f32"}
+_FFI_TARGETS[jnp.dtype(jnp.float64)] = "numpyro_ext_polya_gamma_f64"
+_registered = False
+
+
+def has_cpu_extension() -> bool:
+    """Whether the compiled CPU sampler was built (it needs a C++ compiler at install time)."""
+    return _polya_gamma_cpu is not None
+
+
+def _register_cpu_targets() -> None:
+    global _registered
+    if not _registered:
+        for dtype, handler in (
+            (jnp.float32, _polya_gamma_cpu.handler_f32),
+            (jnp.float64, _polya_gamma_cpu.handler_f64),
+        ):
+            jax.ffi.register_ffi_target(_FFI_TARGETS[jnp.dtype(dtype)], handler(), platform="cpu")
+        _registered = True
+
+
+def _sample_cpu(key, b, z):
+    """The compiled sampler (an XLA FFI custom call) on flat arrays; ``J*`` scale.
+
+    One ``(2,)`` seed per call (two 32-bit words drawn from ``key``) starts a xoshiro256++
+    stream. ``vmap`` broadcasts every operand to the batch (``vmap_method="broadcast_all"``),
+    so each batch row gets its own seed: a vmapped call draws, row by row, exactly what
+    unbatched calls with the same keys draw.
+    """
+    _register_cpu_targets()
+    seed = jax.random.bits(key, (2,), jnp.uint32)
+    call = jax.ffi.ffi_call(
+        _FFI_TARGETS[b.dtype],
+        jax.ShapeDtypeStruct(b.shape, b.dtype),
+        vmap_method="broadcast_all",
+    )
+    return call(seed, b, z)
+
+
+def sample_polya_gamma(key, b, c, shape=None, *, implementation: str = "auto"):
+    """Exact draws of ``PG(b, c)``, broadcast over ``b``, ``c`` and ``shape``.
+
+    ``PG(b, c) = J*(b, |c|/2) / 4``, drawn as a sum of ``ceil(b/2)`` series-method pieces
+    (Devroye 2009; Windle, Polson & Scott, arXiv:1405.0506). Works under ``jit`` and ``vmap``,
+    in float32 and float64. Elements with ``b`` outside ``[MIN_B, MAX_B]`` or a non-finite ``b``
+    or ``c`` come back as ``nan`` (validate concrete arguments with
+    :class:`~numpyro_ext.distributions.PolyaGamma`, which raises).
 
     :param key: a JAX PRNG key.
-    :param b: shape parameter, ``b > 0``.
+    :param b: shape parameter, ``MIN_B <= b <= MAX_B``, any shape broadcastable with ``c``.
     :param c: tilting parameter, real.
-    :param shape: output shape (``sample_shape + batch_shape``).
+    :param shape: output shape (default: the broadcast shape of ``b`` and ``c``); ``b`` and ``c``
+        must broadcast to it.
+    :param implementation: ``"auto"`` (the compiled sampler on CPU when it was built, the
+        pure-JAX sampler on other platforms), ``"jax"`` (pure JAX everywhere) or ``"cpu"``
+        (the compiled sampler; CPU only).
+    :return: draws of ``shape`` in the floating dtype of ``b`` and ``c``.
+
+    >>> import jax
+    >>> from numpyro_ext.distributions import sample_polya_gamma
+    >>> sample_polya_gamma(jax.random.key(0), 1.0, jax.numpy.array([0.0, 2.0])).shape
+    (2,)
     """
+    if implementation not in ("auto", "jax", "cpu"):
+        raise ValueError(
+            f"sample_polya_gamma: implementation must be 'auto', 'jax' or 'cpu'; "
+            f"got {implementation!r}"
+        )
+    if implementation == "cpu" and not has_cpu_extension():
+        raise RuntimeError(
+            "sample_polya_gamma: the compiled CPU sampler is not built; reinstall the package "
+            "with a C++ compiler available, or use implementation='jax'"
+        )
+    if shape is None:
+        shape = jnp.broadcast_shapes(jnp.shape(b), jnp.shape(c))
+    shape = tuple(shape)
     known_devroye = _known_all_devroye(b)
     dtype = jnp.result_type(b, c, float)
     b = jnp.broadcast_to(jnp.asarray(b, dtype), shape).reshape(-1)
     z = 0.5 * jnp.abs(jnp.broadcast_to(jnp.asarray(c, dtype), shape).reshape(-1))
-    valid = jnp.isfinite(b) & (b > 0) & jnp.isfinite(z)
+    valid = jnp.isfinite(z) & (b >= MIN_B) & (b <= MAX_B)
     b, z = jnp.where(valid, b, 1.0), jnp.where(valid, z, 0.0)
-    pieces = jnp.ceil(b / MAX_PIECE)
-    h = b / pieces
-    pieces = jnp.where(valid, pieces, 0).astype(jnp.int32)
-    if known_devroye is not None:
-        draws = sample_jacobi_star(key, h, z, pieces, devroye_only=known_devroye)
+
+    def pure_jax():
+        return _sample_jax(key, b, z, known_devroye)
+
+    if implementation == "jax" or not has_cpu_extension():
+        draws = pure_jax()
+    elif implementation == "cpu":
+        draws = _sample_cpu(key, b, z)
     else:
-        draws = lax.cond(
-            jnp.all(h == 1.0),
-            lambda: sample_jacobi_star(key, h, z, pieces, devroye_only=True),
-            lambda: sample_jacobi_star(key, h, z, pieces, devroye_only=False),
-        )
+        draws = lax.platform_dependent(cpu=lambda: _sample_cpu(key, b, z), default=pure_jax)
     return jnp.where(valid, 0.25 * draws, jnp.nan).reshape(shape)
