@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from numpyro_ext.gp.kernels import Kernel, as_inputs, pytree_dataclass
 
-__all__ = ["InducingPoints", "InducingVariables"]
+__all__ = ["InducingPoints", "InducingVariables", "cross_covariance"]
 
 
 class InducingVariables:
@@ -67,3 +67,29 @@ class InducingPoints(InducingVariables):
 
     def Kuf(self, kernel, X):
         return kernel(as_inputs(self.Z, "Z"), as_inputs(X, "X"))
+
+
+def cross_covariance(u: InducingVariables, v: InducingVariables, kernel: Kernel) -> jax.Array:
+    r"""Cross-covariance :math:`K_{vu} = \operatorname{Cov}(v, u)`, ``(M_v, M_u)``, of two sets.
+
+    When either set is :class:`InducingPoints` the other set's ``Kuf`` at those points gives it
+    (:math:`v = f(W)` makes :math:`K_{vu} = K_{uf}(W)^\top`), so any feature pairs with points.
+
+    :param u: the first set.
+    :param v: the second set.
+    :param kernel: the GP kernel.
+
+    >>> import jax.numpy as jnp
+    >>> from numpyro_ext.gp import SquaredExponential
+    >>> u, v = InducingPoints(jnp.zeros(2)), InducingPoints(jnp.ones(3))
+    >>> cross_covariance(u, v, SquaredExponential()).shape
+    (3, 2)
+    """
+    if isinstance(v, InducingPoints):
+        return u.Kuf(kernel, v.Z).T
+    if isinstance(u, InducingPoints):
+        return v.Kuf(kernel, u.Z)
+    raise NotImplementedError(
+        f"cross_covariance: no rule for {type(u).__name__} with {type(v).__name__}; one of "
+        "the two sets must be InducingPoints"
+    )
