@@ -4,6 +4,7 @@
 - :mod:`numpyro_ext.gp.inducing` -- inducing variables (what provides ``Kuu`` and ``Kuf``).
 - :mod:`numpyro_ext.gp.conditional` -- the sparse conditional :math:`q(f)` and its KL term.
 - :mod:`numpyro_ext.gp.orthogonal` -- a second, orthogonal inducing set (SOLVE-GP, ODVGP).
+- :mod:`numpyro_ext.gp.spherical` -- arc-cosine kernels and spherical activation features.
 - :mod:`numpyro_ext.gp.collapsed` -- Titsias' collapsed bound and its optimal :math:`q(u)`.
 - :mod:`numpyro_ext.gp.init` -- k-means and random-subset inducing inputs.
 """
@@ -39,8 +40,17 @@ from numpyro_ext.gp.orthogonal import (
     solvegp_collapsed_elbo,
     solvegp_conditional,
 )
+from numpyro_ext.gp.spherical import (
+    ArcCosine,
+    SphericalActivationFeatures,
+    activation_coefficients,
+    arccos_eigenvalues,
+    network_weights,
+    zonal,
+)
 
 __all__ = [
+    "ArcCosine",
     "InducingPoints",
     "InducingVariables",
     "Kernel",
@@ -51,9 +61,12 @@ __all__ = [
     "Periodic",
     "Product",
     "Scaled",
+    "SphericalActivationFeatures",
     "SquaredExponential",
     "Stationary",
     "Sum",
+    "activation_coefficients",
+    "arccos_eigenvalues",
     "collapsed_elbo",
     "collapsed_factor",
     "collapsed_predict",
@@ -64,6 +77,7 @@ __all__ = [
     "gaussian_kl",
     "inducing_factor",
     "kmeans_inducing",
+    "network_weights",
     "odvgp_collapsed_elbo",
     "odvgp_conditional",
     "odvgp_gamma_kl",
@@ -72,4 +86,5 @@ __all__ = [
     "random_subset_inducing",
     "solvegp_collapsed_elbo",
     "solvegp_conditional",
+    "zonal",
 ]

@@ -8,11 +8,13 @@ the function values :math:`f`. Everything the sparse machinery needs from them i
 - ``Kuf(kernel, X)``: the cross-covariance :math:`\operatorname{Cov}(u, f(X))` (``M x N``).
 
 :class:`InducingPoints` are the classic choice, :math:`u = f(Z)`, so ``Kuu = k(Z, Z)`` and
-``Kuf = k(Z, X)``. Inter-domain features (projections of :math:`f` onto other functions, such
-as spherical activation features) subclass :class:`InducingVariables` and override the two
-methods; conditionals, KL terms and the guide only ever call these methods, so they work
-unchanged. A second, orthogonal set (SOLVE-GP, orthogonally decoupled bases) is another
-``InducingVariables`` instance whose covariances are taken conditionally on the first.
+``Kuf = k(Z, X)``. Inter-domain features subclass :class:`InducingVariables` and override the
+two methods (:class:`~numpyro_ext.gp.spherical.SphericalActivationFeatures` projects :math:`f`
+onto activation functions on the sphere); conditionals, KL terms and the guides only ever call
+these methods, so they work unchanged. A second set :math:`v` (SOLVE-GP, orthogonally
+decoupled bases; :mod:`numpyro_ext.gp.orthogonal`) needs, besides its own ``Kuu`` and ``Kuf``
+(:math:`K_{vv}`, :math:`K_{vf}`), the cross-covariance :math:`K_{vu}` given by
+:func:`cross_covariance`; the conditional covariances :math:`C_{vv}` and :math:`C_{vf}` follow.
 
 Inducing variables are pytrees: their array fields are learnable (the guide registers them
 as ``numpyro.param`` sites).

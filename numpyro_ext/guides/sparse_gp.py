@@ -366,6 +366,7 @@ class SparseGP(AutoGuide):
             **{
                 f.name: numpyro.param(f"{field_prefix}_{f.name}", getattr(inducing, f.name))
                 for f in dataclasses.fields(inducing)
+                if not f.metadata.get("static", False)
             },
         )
 
