@@ -162,10 +162,27 @@ def odvgp_conditional(
     return mean, Kff - jnp.sum(Ab**2, 0) + jnp.sum(RA**2, 0)
 
 
-def odvgp_gamma_kl(a_gamma: jax.Array, Kgg: jax.Array, B: jax.Array) -> jax.Array:
+def odvgp_gamma_kl(
+    a_gamma: jax.Array, Kgg: jax.Array, B: jax.Array, rows: jax.Array | None = None
+) -> jax.Array:
     r""":math:`\tfrac12 a^\top C_{\gamma\gamma} a = \tfrac12 (a^\top K_{\gamma\gamma} a -
-    |B a|^2)` with :math:`B = L_\beta^{-1} K_{\beta\gamma}`."""
-    return 0.5 * (a_gamma @ (Kgg @ a_gamma) - jnp.sum((B @ a_gamma) ** 2))
+    |B a|^2)` with :math:`B = L_\beta^{-1} K_{\beta\gamma}`.
+
+    With ``rows`` (a minibatch :math:`I` of the :math:`\gamma` set, as in Salimbeni et al.'s
+    code) ``Kgg`` holds only those rows, :math:`K_{I\gamma}`, and :math:`a^\top K a` is
+    estimated without bias by :math:`\tfrac{M_\gamma}{|I|} \sum_{j \in I} a_j (K_{I\gamma}
+    a)_j`, at cost :math:`O(|I| M_\gamma)` instead of :math:`O(M_\gamma^2)`.
+
+    :param a_gamma: mean weights ``(M_gamma,)``.
+    :param Kgg: :math:`K_{\gamma\gamma}` ``(M_gamma, M_gamma)``, or its rows ``(|I|, M_gamma)``.
+    :param B: :math:`L_\beta^{-1} K_{\beta\gamma}` ``(M_beta, M_gamma)``.
+    :param rows: indices :math:`I` of the rows in ``Kgg``; ``None`` for all of them.
+    """
+    if rows is None:
+        quad = a_gamma @ (Kgg @ a_gamma)
+    else:
+        quad = a_gamma.shape[0] / rows.shape[0] * (a_gamma[rows] @ (Kgg @ a_gamma))
+    return 0.5 * (quad - jnp.sum((B @ a_gamma) ** 2))
 
 
 def orthogonal_collapsed_bound(

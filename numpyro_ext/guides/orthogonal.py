@@ -27,7 +27,7 @@ import numpyro
 from numpyro.infer.autoguide import AutoGuide, AutoNormal
 
 from numpyro_ext.gp.conditional import gaussian_kl
-from numpyro_ext.gp.inducing import InducingVariables
+from numpyro_ext.gp.inducing import InducingPoints, InducingVariables, cross_covariance
 from numpyro_ext.gp.orthogonal import (
     conditional_covariances,
     odvgp_conditional,
@@ -56,6 +56,7 @@ class _TwoSets(SparseGP):
         init_inducing: str = "kmeans",
         learn_inducing: bool = True,
         jitter: float = 1e-6,
+        joint: bool = False,
         hyperparameters: type[AutoGuide] | None = AutoNormal,
         prefix: str = "auto",
     ):
@@ -74,6 +75,7 @@ class _TwoSets(SparseGP):
             whiten=True,
             learn_inducing=learn_inducing,
             jitter=jitter,
+            joint=joint,
             hyperparameters=hyperparameters,
             prefix=prefix,
         )
@@ -168,6 +170,9 @@ class ODVGP(_TwoSets):
     :param inducing_gamma: the mean-only set's inputs ``(M_gamma, D)`` or
         :class:`InducingVariables`.
     :param num_inducing_gamma: ``M_gamma`` when ``inducing_gamma`` is not given.
+    :param gamma_batch_size: estimate the KL's :math:`a^\top K_{\gamma\gamma} a` from this
+        many random rows of the :math:`\gamma` set per step (unbiased; the mean uses all of
+        it); ``None`` uses every row. Needs inducing points as the :math:`\gamma` set.
     :param kwargs: as for :class:`SparseGP` (whitened always).
 
     >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist, optax
@@ -193,19 +198,31 @@ class ODVGP(_TwoSets):
         *,
         inducing_gamma: jax.Array | InducingVariables | None = None,
         num_inducing_gamma: int | None = None,
+        gamma_batch_size: int | None = None,
         **kwargs,
     ):
+        if gamma_batch_size is not None and gamma_batch_size < 1:
+            raise ValueError(f"ODVGP: gamma_batch_size must be >= 1, got {gamma_batch_size}")
+        self.gamma_batch_size = gamma_batch_size
         super().__init__(model, second=inducing_gamma, num_second=num_inducing_gamma, **kwargs)
 
     def _params(self):
         beta, q_mu, q_sqrt, gamma, name = super()._params()
         a = numpyro.param(f"{name}_a", jnp.zeros(len(gamma), self._dtype))
-        return beta, q_mu, q_sqrt, gamma, a
+        rows, M = None, len(gamma)
+        key = numpyro.prng_key() if self.gamma_batch_size else None
+        if key is not None and self.gamma_batch_size < M:
+            rows = jax.random.choice(key, M, (self.gamma_batch_size,), replace=False)
+        return beta, q_mu, q_sqrt, gamma, a, rows
 
     def _moments(self, state, kernel, X, full_cov=False):
-        beta, q_mu, q_sqrt, gamma, a = state
+        beta, q_mu, q_sqrt, gamma, a, rows = state
         blocks = conditional_covariances(beta, gamma, kernel, X, self.jitter, factor=False)
         Kff = kernel(X) if full_cov else kernel.diag(X)
         mean, var = odvgp_conditional(blocks["Au"], blocks["Cvf"], Kff, q_mu, q_sqrt, a)
-        kl = gaussian_kl(q_mu, q_sqrt) + odvgp_gamma_kl(a, gamma.Kuu(kernel), blocks["B"])
+        if rows is None:
+            Kgg = gamma.Kuu(kernel)
+        else:
+            Kgg = cross_covariance(gamma, InducingPoints(jnp.asarray(gamma.Z)[rows]), kernel)
+        kl = gaussian_kl(q_mu, q_sqrt) + odvgp_gamma_kl(a, Kgg, blocks["B"], rows)
         return mean, var, kl

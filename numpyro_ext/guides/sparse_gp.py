@@ -17,8 +17,11 @@ the KL of the augmented family, so the objective is exactly the SVGP bound
 :math:`\sum_n E_{q(f_n)}[\log p(y_n \mid f_n)] - \mathrm{KL}(q(u) \,\|\, p(u))`, minibatched or
 not, and nothing ``B x B`` is formed. ``Trace_ELBO`` and ``RenyiELBO`` score the site by
 densities instead, :math:`\log p(f) - \log q(f)` with the GP prior over the ``B`` points of the
-batch: that is the bound of the fully factorised family (not the SVGP bound) and is only
-meaningful without subsampling; they are not the intended objectives for this guide.
+batch, which is meaningful only without subsampling. With ``joint=True`` the site is the joint
+:math:`q(f)` of the sparse family (:math:`O(B^3)`), and the ELBO is
+:math:`E[\log p(y \mid f)] - \mathrm{KL}(q(f) \| p(f))`, never below the SVGP bound and equal
+to the evidence at the exact posterior when the inducing inputs are the data; with the default
+marginals it is the bound of the fully factorised family.
 
 Minibatches: put the GP site *outside* the data plate (it is one joint draw at the batch
 inputs, and its KL must not be scaled) and the likelihood inside it::
@@ -57,6 +60,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpyro
+import numpyro.distributions as dist
 from jax.scipy.special import ndtri
 from numpyro import handlers
 from numpyro.distributions import Distribution, constraints
@@ -75,19 +79,21 @@ __all__ = ["SparseGP", "SparseGPMarginal"]
 
 
 class SparseGPMarginal(Distribution):
-    r"""The sparse guides' distribution over ``f(X)``: independent marginals of :math:`q(f)`.
+    r"""The sparse guides' distribution over ``f(X)``: :math:`q(f)`, marginal or joint.
 
-    ``sample`` draws :math:`f_n \sim N(\mu_n, \sigma_n^2)` independently and ``log_prob`` is
-    the density of those draws, :math:`\sum_n \log N(f_n \mid \mu_n, \sigma_n^2)`. The
-    attribute ``kl`` is the KL term of the augmented family (:math:`\mathrm{KL}(q(u) \| p(u))`
-    for SVGP); it is what ``kl_divergence(q, GaussianProcess)`` returns, so that
-    ``TraceMeanField_ELBO`` computes the sparse bound.
+    With marginal variances, ``sample`` draws :math:`f_n \sim N(\mu_n, \sigma_n^2)`
+    independently and ``log_prob`` is :math:`\sum_n \log N(f_n \mid \mu_n, \sigma_n^2)`;
+    with a joint covariance :math:`\Sigma` both are those of :math:`N(\mu, \Sigma)`
+    (:math:`O(N^3)`). Either way ``log_prob`` is the density of the draws. The attribute ``kl``
+    is the KL term of the augmented family (:math:`\mathrm{KL}(q(u) \| p(u))` for SVGP); it is
+    what ``kl_divergence(q, GaussianProcess)`` returns, so that ``TraceMeanField_ELBO``
+    computes the sparse bound.
 
     :param prior: the model's :class:`GaussianProcess` at the same inputs.
-    :param loc: marginal means :math:`\mu` ``(N,)`` (prior mean included).
-    :param variance: marginal variances :math:`\sigma^2` ``(N,)``.
+    :param loc: means :math:`\mu` ``(N,)`` (prior mean included).
+    :param variance: marginal variances ``(N,)`` or a joint covariance ``(N, N)``.
     :param kl: the family's KL term (a scalar).
-    :param jitter: floor of the variances (round-off can push one below zero in float32).
+    :param jitter: floor of the variances (diagonal jitter of a joint covariance).
 
     >>> import jax.numpy as jnp
     >>> from numpyro_ext.distributions import GaussianProcess
@@ -100,7 +106,7 @@ class SparseGPMarginal(Distribution):
 
     arg_constraints = {}  # noqa: RUF012
     support = constraints.real_vector
-    pytree_data_fields = ("prior", "loc", "scale", "kl")
+    pytree_data_fields = ("prior", "loc", "scale", "scale_tril", "kl")
     pytree_aux_fields = ()
 
     def __init__(
@@ -113,17 +119,20 @@ class SparseGPMarginal(Distribution):
         *,
         validate_args: bool | None = None,
     ):
-        if jnp.shape(loc) != prior.event_shape or jnp.shape(variance) != prior.event_shape:
+        shape = prior.event_shape
+        if jnp.shape(loc) != shape or jnp.shape(variance) not in (shape, shape + shape):
             raise ValueError(
-                f"SparseGPMarginal: loc and variance must have the prior's shape "
-                f"{prior.event_shape}, got {jnp.shape(loc)} and {jnp.shape(variance)}"
+                f"SparseGPMarginal: loc must have the prior's shape {shape} and variance that "
+                f"shape or {shape + shape}, got {jnp.shape(loc)} and {jnp.shape(variance)}"
             )
         self.prior, self.loc, self.kl = prior, loc, kl
-        floor = max(jitter, float(jnp.finfo(jnp.result_type(variance)).tiny))
-        self.scale = jnp.sqrt(jnp.maximum(variance, floor))
-        super().__init__(
-            batch_shape=(), event_shape=prior.event_shape, validate_args=validate_args
-        )
+        if jnp.ndim(variance) == 2:
+            self.scale_tril = cholesky(variance, jitter=jitter, name="covariance of q(f)")
+            self.scale = jnp.sqrt(jnp.sum(self.scale_tril**2, -1))
+        else:
+            floor = max(jitter, float(jnp.finfo(jnp.result_type(variance)).tiny))
+            self.scale, self.scale_tril = jnp.sqrt(jnp.maximum(variance, floor)), None
+        super().__init__(batch_shape=(), event_shape=shape, validate_args=validate_args)
 
     @property
     def mean(self) -> jax.Array:
@@ -136,9 +145,13 @@ class SparseGPMarginal(Distribution):
     def sample(self, key, sample_shape=()):
         assert is_prng_key(key)
         eps = jax.random.normal(key, sample_shape + self.event_shape, self.loc.dtype)
+        if self.scale_tril is not None:
+            return self.loc + eps @ self.scale_tril.T
         return self.loc + self.scale * eps
 
     def log_prob(self, value):
+        if self.scale_tril is not None:
+            return dist.MultivariateNormal(self.loc, scale_tril=self.scale_tril).log_prob(value)
         z = (value - self.loc) / self.scale
         return jnp.sum(-0.5 * z**2 - jnp.log(self.scale) - 0.5 * math.log(2 * math.pi), -1)
 
@@ -225,6 +238,9 @@ class SparseGP(AutoGuide):
     :param whiten: whitened parameterisation (recommended).
     :param learn_inducing: register the inducing variables as learnable params.
     :param jitter: diagonal jitter for ``Kuu``.
+    :param joint: make the site distribution the joint :math:`q(f)` (joint draws, joint
+        density, :math:`O(B^3)` per step) instead of its marginals; for ``Trace_ELBO`` and
+        ``RenyiELBO``, whose density ratio then is the sparse family's.
     :param hyperparameters: ``AutoGuide`` class for the latent sites before the GP site
         (built as ``hyperparameters(block(model, expose=...), prefix=prefix)``); ``None``
         refuses such sites.
@@ -257,10 +273,12 @@ class SparseGP(AutoGuide):
         whiten: bool = True,
         learn_inducing: bool = True,
         jitter: float = 1e-6,
+        joint: bool = False,
         hyperparameters: type[AutoGuide] | None = AutoNormal,
         prefix: str = "auto",
     ):
         name = type(self).__name__
+        self.joint = joint
         if inducing is None and num_inducing is None:
             raise ValueError(f"{name}: give either `inducing` (inputs Z) or `num_inducing`")
         if init_inducing not in ("kmeans", "subset"):
@@ -405,7 +423,7 @@ class SparseGP(AutoGuide):
         if self.hyperparameter_guide is not None:
             values = self.hyperparameter_guide(*args, **kwargs)
         gp = self._gp(args, kwargs, values)
-        mean, var, kl = self._moments(self._params(), gp.kernel, gp.X)
+        mean, var, kl = self._moments(self._params(), gp.kernel, gp.X, self.joint)
         q = SparseGPMarginal(gp, gp.loc + mean, var, kl, self.jitter)
         return {**values, self.site: numpyro.sample(self.site, q)}
 

@@ -256,3 +256,20 @@ def test_orthogonal_guides_refuse_a_missing_second_set():
         SOLVEGP(model, inducing=ZU)
     with pytest.raises(ValueError, match="num_inducing_gamma"):
         ODVGP(model, inducing=ZU)
+
+
+def test_odvgp_gamma_minibatch_kl_is_unbiased(x64):
+    guide = ODVGP(model, inducing=ZU, inducing_gamma=np.linspace(-2, 2, 8)[:, None])
+    params = _params(guide)
+    exact = float(_site(guide, params).kl)  # no PRNG key outside seed: every row
+    batched = ODVGP(model, inducing=ZU, inducing_gamma=np.linspace(-2, 2, 8)[:, None],
+                    gamma_batch_size=3)  # fmt: skip
+    _params(batched)
+
+    def kl(key):
+        tr = handlers.trace(handlers.seed(handlers.substitute(batched, params), key))
+        return tr.get_trace(X, Y)["f"]["fn"].kl
+
+    draws = jax.jit(jax.vmap(kl))(jax.random.split(jax.random.key(0), 4000))
+    se = float(jnp.std(draws)) / np.sqrt(len(draws))
+    assert se > 0 and abs(float(jnp.mean(draws)) - exact) < 4 * se  # 4 Monte Carlo SEs
