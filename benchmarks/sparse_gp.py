@@ -23,8 +23,14 @@ in the load of a shared machine hits every column alike.
 3. One value-and-gradient of the collapsed (SGPR) bound with respect to the kernel
    hyperparameters, noise and Z: ours, a hand-written jitted JAX version, GPJax.
 4. ``cholesky_update(L, U)`` against a fresh ``cholesky(L L^T + U U^T)``.
+5. One SOLVE-GP and one ODVGP step (``SVI.update`` with ``TraceMeanField_ELBO``, one draw of f
+   per point) against SVGP with ``M_u + M_v`` inducing points and against hand-written jitted
+   JAX versions of the same bounds and parametrisation.
+6. Spherical activation features' ``Kuf`` (and its gradient in ``Z``) against an RBF
+   ``Kuf`` with the same number of inducing variables.
 
-Run: ``python benchmarks/sparse_gp.py [svgp] [elbo] [collapsed] [update] [compile]``
+Run: ``python benchmarks/sparse_gp.py [svgp] [elbo] [collapsed] [update] [orthogonal]
+[spherical] [compile]``
 """
 
 from __future__ import annotations
@@ -49,8 +55,14 @@ from numpyro.distributions import constraints
 from numpyro.infer import SVI, Trace_ELBO, TraceMeanField_ELBO
 
 from numpyro_ext.distributions import GaussianProcess
-from numpyro_ext.gp import SquaredExponential, collapsed_elbo
-from numpyro_ext.guides import SparseGP
+from numpyro_ext.gp import (
+    ArcCosine,
+    InducingPoints,
+    SphericalActivationFeatures,
+    SquaredExponential,
+    collapsed_elbo,
+)
+from numpyro_ext.guides import ODVGP, SOLVEGP, SparseGP
 from numpyro_ext.linalg import cholesky_update
 
 jax.config.update("jax_enable_x64", True)
@@ -325,6 +337,163 @@ def update_table():
     t.print()
 
 
+def orth_ours_step(cls, Xb, yb, N, Zu, Zv):
+    second = {"inducing_v": Zv} if cls is SOLVEGP else {"inducing_gamma": Zv}
+    guide = cls(model, inducing=Zu, jitter=JITTER, **second)
+    svi = SVI(model, guide, optax.adam(1e-2), TraceMeanField_ELBO())
+    state = svi.init(jax.random.key(0), Xb, yb, N)
+    update = jax.jit(lambda s, X, y: svi.update(s, X, y, N))
+    return lambda: update(state, Xb, yb)
+
+
+def _lower(raw, M):
+    R = jnp.zeros((M, M)).at[jnp.tril_indices(M)].set(raw)
+    return R - jnp.diag(jnp.diag(R)) + jnp.diag(jnp.exp(jnp.diag(R)))
+
+
+def _whitened_kl(m, R):
+    return 0.5 * (jnp.sum(R**2) + jnp.sum(m**2) - m.shape[0] - 2 * jnp.sum(jnp.log(jnp.diag(R))))
+
+
+def orth_handwritten_step(kind, Xb, yb, N, Zu, Zv):
+    """Plain JAX SOLVE-GP or ODVGP (whitened), one draw of f per point, Adam."""
+    B, Mu, Mv = Xb.shape[0], Zu.shape[0], Zv.shape[0]
+    params = {
+        "log_var": jnp.zeros(()),
+        "log_ell": jnp.zeros(()),
+        "log_noise": jnp.log(0.5),
+        "Zu": Zu,
+        "Zv": Zv,
+        "m_u": jnp.zeros(Mu),
+        "R_u": jnp.zeros(Mu * (Mu + 1) // 2),
+    }
+    if kind == "solve":
+        params |= {"m_v": jnp.zeros(Mv), "R_v": jnp.zeros(Mv * (Mv + 1) // 2)}
+    else:
+        params |= {"a": jnp.zeros(Mv)}
+
+    def loss(p, key, X, y):
+        var, ell, noise = jnp.exp(p["log_var"]), jnp.exp(p["log_ell"]), jnp.exp(p["log_noise"])
+        Ru = _lower(p["R_u"], Mu)
+        Lu = jnp.linalg.cholesky(_sqexp(var, ell, p["Zu"], p["Zu"]) + JITTER * jnp.eye(Mu))
+        Au = solve_triangular(Lu, _sqexp(var, ell, p["Zu"], X), lower=True)
+        Bm = solve_triangular(Lu, _sqexp(var, ell, p["Zu"], p["Zv"]), lower=True)
+        Cvf = _sqexp(var, ell, p["Zv"], X) - Bm.T @ Au
+        Kvv = _sqexp(var, ell, p["Zv"], p["Zv"])
+        fvar = var - jnp.sum(Au**2, 0) + jnp.sum((Ru.T @ Au) ** 2, 0)
+        mean = Au.T @ p["m_u"]
+        kl = _whitened_kl(p["m_u"], Ru)
+        if kind == "solve":
+            Rv = _lower(p["R_v"], Mv)
+            Lc = jnp.linalg.cholesky(Kvv - Bm.T @ Bm + JITTER * jnp.eye(Mv))
+            Av = solve_triangular(Lc, Cvf, lower=True)
+            mean = mean + Av.T @ p["m_v"]
+            fvar = fvar - jnp.sum(Av**2, 0) + jnp.sum((Rv.T @ Av) ** 2, 0)
+            kl = kl + _whitened_kl(p["m_v"], Rv)
+        else:
+            a = p["a"]
+            mean = mean + Cvf.T @ a
+            kl = kl + 0.5 * (a @ (Kvv @ a) - jnp.sum((Bm @ a) ** 2))
+        f = mean + jnp.sqrt(jnp.maximum(fvar, JITTER)) * jax.random.normal(key, (B,))
+        return kl - jnp.sum(jax.scipy.stats.norm.logpdf(y, f, noise)) * N / B
+
+    opt = optax.adam(1e-2)
+    state = (params, opt.init(params), jax.random.key(0))
+
+    @jax.jit
+    def step(state, X, y):
+        p, o, key = state
+        key, sub = jax.random.split(key)
+        value, g = jax.value_and_grad(loss)(p, sub, X, y)
+        upd, o = opt.update(g, o, p)
+        return (optax.apply_updates(p, upd), o, key), value
+
+    return lambda: step(state, Xb, yb)
+
+
+def orthogonal_table():
+    cols = ["SOLVE-GP", "hand SOLVE-GP", "ODVGP", "hand ODVGP", "SVGP (M_u + M_v)"]
+    t = Table(
+        "Orthogonal guides: one step (value_and_grad + Adam, float64, N = 10000), "
+        "ms: median (min)",
+        [
+            "B",
+            "M_u",
+            "M_v",
+            *cols,
+            "SOLVE / hand",
+            "ODVGP / hand",
+            "SOLVE / SVGP",
+            "ODVGP / SVGP",
+        ],
+    )
+    N = 10_000
+    X, y = data(N)
+    for B, Mu, Mv in [(256, 32, 32), (256, 64, 64), (1024, 64, 64)]:
+        Xb, yb = X[:B], y[:B]
+        Zu, Zv = X[B : B + Mu], X[B + Mu : B + Mu + Mv]
+        fns = {
+            "SOLVE-GP": orth_ours_step(SOLVEGP, Xb, yb, N, Zu, Zv),
+            "hand SOLVE-GP": orth_handwritten_step("solve", Xb, yb, N, Zu, Zv),
+            "ODVGP": orth_ours_step(ODVGP, Xb, yb, N, Zu, Zv),
+            "hand ODVGP": orth_handwritten_step("odvgp", Xb, yb, N, Zu, Zv),
+            "SVGP (M_u + M_v)": ours_step(Xb, yb, N, jnp.concatenate([Zu, Zv])),
+        }
+        ms = interleaved(fns, rounds=6, repeats=20)
+        for row in COMPILE.rows[-5:]:
+            row[1] = f"B={B} M_u={Mu} M_v={Mv}"
+        t.add(
+            B,
+            Mu,
+            Mv,
+            *[cell(ms[k]) for k in cols],
+            ratio(ms["SOLVE-GP"], ms["hand SOLVE-GP"]),
+            ratio(ms["ODVGP"], ms["hand ODVGP"]),
+            ratio(ms["SOLVE-GP"], ms["SVGP (M_u + M_v)"]),
+            ratio(ms["ODVGP"], ms["SVGP (M_u + M_v)"]),
+        )
+    t.print()
+
+
+def _kuf_fns(X, L, Zs, Zp):
+    ac, se = ArcCosine(1.0, 1.0, 1), SquaredExponential(1.0, 1.0)
+
+    def sph(Z):
+        return SphericalActivationFeatures(Z, "relu", L).Kuf(ac, X)
+
+    def rbf(Z):
+        return InducingPoints(Z).Kuf(se, X)
+
+    fs, fr = jax.jit(sph), jax.jit(rbf)
+    gs = jax.jit(jax.value_and_grad(lambda Z: jnp.sum(sph(Z) ** 2)))
+    gr = jax.jit(jax.value_and_grad(lambda Z: jnp.sum(rbf(Z) ** 2)))
+    return {
+        "sph": lambda: fs(Zs),
+        "rbf": lambda: fr(Zp),
+        "gsph": lambda: gs(Zs),
+        "grbf": lambda: gr(Zp),
+    }
+
+
+def spherical_table():
+    t = Table(
+        "Kuf at equal M (float64): spherical ReLU features (truncation L) vs RBF inducing "
+        "points; forward and value_and_grad in Z, ms: median (min)",
+        ["N", "d", "M", "L", "spherical", "RBF", "spherical / RBF", "grad sph.", "grad RBF"],
+    )
+    rng = np.random.default_rng(0)
+    for N, d, M, L in [(1024, 8, 128, 10), (1024, 8, 256, 10), (1024, 8, 128, 20)]:
+        X = jnp.asarray(rng.normal(size=(N, d)))
+        Zs, Zp = jnp.asarray(rng.normal(size=(M, d + 1))), jnp.asarray(rng.normal(size=(M, d)))
+        fns = _kuf_fns(X, L, Zs, Zp)
+        ms = interleaved(fns, rounds=6, repeats=20)
+        for row in COMPILE.rows[-4:]:
+            row[1] = f"Kuf N={N} M={M} L={L}"
+        t.add(N, d, M, L, cell(ms["sph"]), cell(ms["rbf"]), ratio(ms["sph"], ms["rbf"]),
+              cell(ms["gsph"]), cell(ms["grbf"]))  # fmt: skip
+    t.print()
+
+
 if __name__ == "__main__":
     print(environment(), f"XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}", "\n")
     tables = {
@@ -332,6 +501,8 @@ if __name__ == "__main__":
         "elbo": elbo_table,
         "collapsed": collapsed_table,
         "update": update_table,
+        "orthogonal": orthogonal_table,
+        "spherical": spherical_table,
         "compile": COMPILE.print,
     }
     for name in sys.argv[1:] or tables:

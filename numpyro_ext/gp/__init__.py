@@ -3,6 +3,8 @@
 - :mod:`numpyro_ext.gp.kernels` -- covariance functions as pytrees.
 - :mod:`numpyro_ext.gp.inducing` -- inducing variables (what provides ``Kuu`` and ``Kuf``).
 - :mod:`numpyro_ext.gp.conditional` -- the sparse conditional :math:`q(f)` and its KL term.
+- :mod:`numpyro_ext.gp.orthogonal` -- a second, orthogonal inducing set (SOLVE-GP, ODVGP).
+- :mod:`numpyro_ext.gp.spherical` -- arc-cosine kernels and spherical activation features.
 - :mod:`numpyro_ext.gp.collapsed` -- Titsias' collapsed bound and its optimal :math:`q(u)`.
 - :mod:`numpyro_ext.gp.init` -- k-means and random-subset inducing inputs.
 """
@@ -14,7 +16,7 @@ from numpyro_ext.gp.collapsed import (
     collapsed_q_u,
 )
 from numpyro_ext.gp.conditional import conditional, gaussian_kl, inducing_factor, predict_f
-from numpyro_ext.gp.inducing import InducingPoints, InducingVariables
+from numpyro_ext.gp.inducing import InducingPoints, InducingVariables, cross_covariance
 from numpyro_ext.gp.init import kmeans_inducing, random_subset_inducing
 from numpyro_ext.gp.kernels import (
     Kernel,
@@ -29,8 +31,26 @@ from numpyro_ext.gp.kernels import (
     Stationary,
     Sum,
 )
+from numpyro_ext.gp.orthogonal import (
+    conditional_covariances,
+    odvgp_collapsed_elbo,
+    odvgp_conditional,
+    odvgp_gamma_kl,
+    orthogonal_collapsed_bound,
+    solvegp_collapsed_elbo,
+    solvegp_conditional,
+)
+from numpyro_ext.gp.spherical import (
+    ArcCosine,
+    SphericalActivationFeatures,
+    activation_coefficients,
+    arccos_eigenvalues,
+    network_weights,
+    zonal,
+)
 
 __all__ = [
+    "ArcCosine",
     "InducingPoints",
     "InducingVariables",
     "Kernel",
@@ -41,17 +61,30 @@ __all__ = [
     "Periodic",
     "Product",
     "Scaled",
+    "SphericalActivationFeatures",
     "SquaredExponential",
     "Stationary",
     "Sum",
+    "activation_coefficients",
+    "arccos_eigenvalues",
     "collapsed_elbo",
     "collapsed_factor",
     "collapsed_predict",
     "collapsed_q_u",
     "conditional",
+    "conditional_covariances",
+    "cross_covariance",
     "gaussian_kl",
     "inducing_factor",
     "kmeans_inducing",
+    "network_weights",
+    "odvgp_collapsed_elbo",
+    "odvgp_conditional",
+    "odvgp_gamma_kl",
+    "orthogonal_collapsed_bound",
     "predict_f",
     "random_subset_inducing",
+    "solvegp_collapsed_elbo",
+    "solvegp_conditional",
+    "zonal",
 ]

@@ -8,11 +8,13 @@ the function values :math:`f`. Everything the sparse machinery needs from them i
 - ``Kuf(kernel, X)``: the cross-covariance :math:`\operatorname{Cov}(u, f(X))` (``M x N``).
 
 :class:`InducingPoints` are the classic choice, :math:`u = f(Z)`, so ``Kuu = k(Z, Z)`` and
-``Kuf = k(Z, X)``. Inter-domain features (projections of :math:`f` onto other functions, such
-as spherical activation features) subclass :class:`InducingVariables` and override the two
-methods; conditionals, KL terms and the guide only ever call these methods, so they work
-unchanged. A second, orthogonal set (SOLVE-GP, orthogonally decoupled bases) is another
-``InducingVariables`` instance whose covariances are taken conditionally on the first.
+``Kuf = k(Z, X)``. Inter-domain features subclass :class:`InducingVariables` and override the
+two methods (:class:`~numpyro_ext.gp.spherical.SphericalActivationFeatures` projects :math:`f`
+onto activation functions on the sphere); conditionals, KL terms and the guides only ever call
+these methods, so they work unchanged. A second set :math:`v` (SOLVE-GP, orthogonally
+decoupled bases; :mod:`numpyro_ext.gp.orthogonal`) needs, besides its own ``Kuu`` and ``Kuf``
+(:math:`K_{vv}`, :math:`K_{vf}`), the cross-covariance :math:`K_{vu}` given by
+:func:`cross_covariance`; the conditional covariances :math:`C_{vv}` and :math:`C_{vf}` follow.
 
 Inducing variables are pytrees: their array fields are learnable (the guide registers them
 as ``numpyro.param`` sites).
@@ -25,7 +27,7 @@ import jax.numpy as jnp
 
 from numpyro_ext.gp.kernels import Kernel, as_inputs, pytree_dataclass
 
-__all__ = ["InducingPoints", "InducingVariables"]
+__all__ = ["InducingPoints", "InducingVariables", "cross_covariance"]
 
 
 class InducingVariables:
@@ -67,3 +69,29 @@ class InducingPoints(InducingVariables):
 
     def Kuf(self, kernel, X):
         return kernel(as_inputs(self.Z, "Z"), as_inputs(X, "X"))
+
+
+def cross_covariance(u: InducingVariables, v: InducingVariables, kernel: Kernel) -> jax.Array:
+    r"""Cross-covariance :math:`K_{vu} = \operatorname{Cov}(v, u)`, ``(M_v, M_u)``, of two sets.
+
+    When either set is :class:`InducingPoints` the other set's ``Kuf`` at those points gives it
+    (:math:`v = f(W)` makes :math:`K_{vu} = K_{uf}(W)^\top`), so any feature pairs with points.
+
+    :param u: the first set.
+    :param v: the second set.
+    :param kernel: the GP kernel.
+
+    >>> import jax.numpy as jnp
+    >>> from numpyro_ext.gp import SquaredExponential
+    >>> u, v = InducingPoints(jnp.zeros(2)), InducingPoints(jnp.ones(3))
+    >>> cross_covariance(u, v, SquaredExponential()).shape
+    (3, 2)
+    """
+    if isinstance(v, InducingPoints):
+        return u.Kuf(kernel, v.Z).T
+    if isinstance(u, InducingPoints):
+        return v.Kuf(kernel, u.Z)
+    raise NotImplementedError(
+        f"cross_covariance: no rule for {type(u).__name__} with {type(v).__name__}; one of "
+        "the two sets must be InducingPoints"
+    )

@@ -14,9 +14,12 @@ from numpyro_ext.guides.amortized import (
 )
 from numpyro_ext.guides.flows import AutoFlow
 from numpyro_ext.guides.implicit import AmortizedImplicit, ImplicitGuide
+from numpyro_ext.guides.orthogonal import ODVGP, SOLVEGP
 from numpyro_ext.guides.sparse_gp import SparseGP, SparseGPMarginal
 
 __all__: list[str] = [
+    "ODVGP",
+    "SOLVEGP",
     "AmortizedFlow",
     "AmortizedGuide",
     "AmortizedImplicit",

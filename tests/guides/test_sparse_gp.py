@@ -63,17 +63,14 @@ def _analytic_elbo(guide, params, X, y, **kw):
     return jnp.sum(loglik) - q.kl
 
 
-@pytest.mark.parametrize(
-    ("elbo", "whiten"),
-    [(Trace_ELBO(), True), (Trace_ELBO(), False), (TraceMeanField_ELBO(), False)],
-)
-def test_single_particle_loss_is_likelihood_minus_analytic_kl(x64, elbo, whiten):
+@pytest.mark.parametrize("whiten", [True, False])
+def test_mean_field_single_particle_loss_is_likelihood_minus_analytic_kl(x64, whiten):
     X, y = _data()
     guide = SparseGP(model, inducing=X[::5], whiten=whiten)
     _init(guide, X, y)
     params = _optimal_params(guide, X, y, whiten)
     key = jax.random.key(3)
-    loss = elbo.loss(key, params, model, guide, X, y)
+    loss = TraceMeanField_ELBO().loss(key, params, model, guide, X, y)
     guide_key = jax.random.split(key)[1]
     tr = handlers.trace(handlers.seed(handlers.substitute(guide, params), guide_key)).get_trace(
         X, y
@@ -83,8 +80,38 @@ def test_single_particle_loss_is_likelihood_minus_analytic_kl(x64, elbo, whiten)
     np.testing.assert_allclose(-loss, expected, rtol=1e-9)
 
 
-@pytest.mark.parametrize("elbo", [Trace_ELBO(), TraceMeanField_ELBO()])
-def test_minibatch_svgp_loss_at_collapsed_optimum_is_unbiased_for_collapsed_bound(x64, elbo):
+def test_trace_elbo_scores_the_site_by_the_densities_of_prior_and_marginals(x64):
+    X, y = _data()
+    guide = SparseGP(model, inducing=X[::5])
+    _init(guide, X, y)
+    params = _optimal_params(guide, X, y)
+    key = jax.random.key(3)
+    loss = Trace_ELBO().loss(key, params, model, guide, X, y)
+    guide_key = jax.random.split(key)[1]
+    tr = handlers.trace(handlers.seed(handlers.substitute(guide, params), guide_key)).get_trace(
+        X, y
+    )
+    f, q = tr["f"]["value"], tr["f"]["fn"]
+    loglik = jnp.sum(dist.Normal(f, jnp.sqrt(NOISE)).log_prob(y))
+    np.testing.assert_allclose(-loss, loglik + q.prior.log_prob(f) - q.log_prob(f), rtol=1e-9)
+
+
+def test_site_log_prob_is_the_density_of_its_own_samples(x64):
+    X, y = _data(12)
+    guide = SparseGP(model, inducing=X[::3])
+    _init(guide, X, y)
+    params = _optimal_params(guide, X, y)
+    tr = handlers.trace(handlers.seed(handlers.substitute(guide, params), 0)).get_trace(X, y)
+    q = tr["f"]["fn"]
+    f = q.sample(jax.random.key(1), (3,))
+    expected = dist.Normal(q.loc, q.scale).to_event(1).log_prob(f)
+    np.testing.assert_allclose(q.log_prob(f), expected, rtol=1e-12)
+    # negative control: the old "prior density + KL" would differ
+    assert not np.allclose(q.log_prob(f), q.prior.log_prob(f) + q.kl)
+
+
+def test_minibatch_svgp_loss_at_collapsed_optimum_is_unbiased_for_collapsed_bound(x64):
+    elbo = TraceMeanField_ELBO()
     X, y = _data()
     guide = SparseGP(model, inducing=X[::5])
     _init(guide, X, y)
@@ -182,10 +209,11 @@ def test_gp_classification_with_latent_lengthscale_in_an_autoguide_list():
     def clf(X, y=None):
         ell = numpyro.sample("ell", dist.LogNormal(0.0, 1.0))
         f = numpyro.sample("f", GaussianProcess(SquaredExponential(4.0, ell), X))
-        numpyro.sample("y", dist.Bernoulli(logits=f), obs=y)
+        bias = numpyro.sample("bias", dist.Normal(0.0, 1.0))
+        numpyro.sample("y", dist.Bernoulli(logits=f + bias), obs=y)
 
     guide = AutoGuideList(clf)
-    guide.append(AutoNormal(handlers.block(clf, hide=["f"])))
+    guide.append(AutoNormal(handlers.block(clf, expose=["bias"])))
     guide.append(SparseGP(clf, num_inducing=12))
     svi = SVI(clf, guide, optax.adam(0.05), TraceMeanField_ELBO())
     result = svi.run(jax.random.key(0), 300, X, labels, progress_bar=False)
@@ -194,17 +222,25 @@ def test_gp_classification_with_latent_lengthscale_in_an_autoguide_list():
         X, labels
     )
     assert tr["f"]["fn"].prior.kernel.lengthscale is tr["ell"]["value"]
-    mean, _ = guide[1].predict(result.params, X, values={"ell": tr["ell"]["value"]})
-    accuracy = jnp.mean((mean > 0) == labels)
+    sgp = guide[1]
+    mean, _ = sgp.predict(result.params, X, values={"ell": tr["ell"]["value"]})
+    accuracy = jnp.mean((mean + guide[0].median(result.params)["bias"] > 0) == labels)
     assert accuracy > 0.85
-    # passing the guide list plugs in the posterior median of the lengthscale
-    ell = guide[0].median(result.params)["ell"]
-    by_guide = guide[1].predict(result.params, X, values=guide)
-    by_value = guide[1].predict(result.params, X, values={"ell": ell})
-    np.testing.assert_allclose(by_guide[0], by_value[0], rtol=1e-6)
-    np.testing.assert_allclose(by_guide[1], by_value[1], rtol=1e-6)
-    with pytest.raises(ValueError, match="pass `values=` that AutoGuideList"):
-        guide[1].predict(result.params, X)
+    # without values, the lengthscale's posterior median is plugged in
+    ell = sgp.hyperparameter_guide.median(result.params)["ell"]
+    by_default = sgp.predict(result.params, X)
+    by_value = sgp.predict(result.params, X, values={"ell": ell})
+    np.testing.assert_allclose(by_default[0], by_value[0], rtol=1e-6)
+    # the list's median, quantiles and sample_posterior cover ell, f and bias
+    med = guide.median(result.params)
+    assert set(med) == {"ell", "f", "bias"} and med["f"].shape == (80,)
+    np.testing.assert_allclose(med["f"], by_default[0], rtol=1e-6)
+    qs = guide.quantiles(result.params, [0.25, 0.5])
+    assert qs["f"].shape == (2, 80) and qs["ell"].shape == (2,)
+    np.testing.assert_allclose(qs["f"][1], med["f"], rtol=1e-6)
+    draws = guide.sample_posterior(jax.random.key(4), result.params, X[:5], sample_shape=(6,))
+    assert draws["f"].shape == (6, 5) and draws["ell"].shape == (6,)
+    assert len(np.unique(draws["ell"])) == 6 and np.all(np.isfinite(draws["f"]))
     # Predictive with the whole list draws the lengthscale and f | lengthscale together
     sites = ["ell", "f", "y"]
     draws = Predictive(clf, guide=guide, params=result.params, num_samples=4, return_sites=sites)(
@@ -212,6 +248,74 @@ def test_gp_classification_with_latent_lengthscale_in_an_autoguide_list():
     )
     assert draws["f"].shape == (4, 5) and np.all(np.isfinite(draws["f"]))
     assert len(np.unique(draws["ell"])) == 4
+
+
+def test_joint_draws_given_each_hyperparameter_draw_have_its_conditional_moments(x64):
+    X, y = _data(20)
+
+    def hmodel(X, y=None):
+        ell = numpyro.sample("ell", dist.LogNormal(0.0, 0.3))
+        f = numpyro.sample("f", GaussianProcess(SquaredExponential(1.2, ell), X))
+        numpyro.sample("y", dist.Normal(f, jnp.sqrt(NOISE)), obs=y)
+
+    guide = SparseGP(hmodel, inducing=X[::4])
+    svi = SVI(hmodel, guide, optax.adam(0.05), TraceMeanField_ELBO())
+    params = svi.run(jax.random.key(0), 20, X, y, progress_bar=False).params
+    S = 400
+    draws = guide.sample_posterior(jax.random.key(1), params, X[:3], sample_shape=(S,))
+    assert len(np.unique(draws["ell"])) == S
+
+    def standardise(ell, f):
+        mean, cov = guide.predict(params, X[:3], values={"ell": ell}, full_cov=True)
+        return jnp.linalg.solve(jnp.linalg.cholesky(cov), f - mean)
+
+    z = jax.vmap(standardise)(draws["ell"], draws["f"])
+    # given its own lengthscale each draw is N(0, I) after standardising: 3S values, SE 1/sqrt(3S)
+    assert abs(float(z.mean())) < 4 / np.sqrt(3 * S)
+    assert abs(float(z.var()) - 1) < 4 * np.sqrt(2 / (3 * S))
+
+
+def test_median_and_quantiles_are_the_gaussian_marginals_at_the_setup_inputs(x64):
+    X, y = _data()
+    guide = SparseGP(model, inducing=X[::5])
+    _init(guide, X, y)
+    params = _optimal_params(guide, X, y)
+    mean, var = guide.predict(params, X)
+    np.testing.assert_allclose(guide.median(params)["f"], mean, rtol=1e-12)
+    qs = guide.quantiles(params, [0.1, 0.5, 0.9])["f"]
+    np.testing.assert_allclose(qs[1], mean, rtol=1e-12)
+    np.testing.assert_allclose((qs[2] - qs[0]) / 2, 1.2815515655446004 * jnp.sqrt(var), rtol=1e-9)
+
+
+def test_minibatched_guide_median_covers_every_point(x64):
+    X, y = _data()
+    guide = SparseGP(model, inducing=X[::5])
+    svi = SVI(model, guide, optax.adam(0.01), TraceMeanField_ELBO())
+    svi.init(jax.random.key(0), X, y, batch_size=8)
+    params = _optimal_params(guide, X, y)
+    np.testing.assert_allclose(guide.median(params)["f"], guide.predict(params, X)[0], rtol=1e-12)
+
+
+def test_guide_runs_only_the_model_prefix_and_uses_no_private_numpyro_state():
+    import inspect
+
+    from numpyro_ext.guides import sparse_gp
+
+    source = inspect.getsource(sparse_gp)
+    assert "_PYRO_STACK" not in source and "_PYRO" not in source
+    calls = []
+
+    def counting(X, y=None):
+        f = numpyro.sample("f", GaussianProcess(KERNEL, X))
+        calls.append(1)
+        numpyro.sample("y", dist.Normal(f, 1.0), obs=y)
+
+    X, y = _data(10)
+    guide = SparseGP(counting, inducing=X[::3])
+    handlers.seed(guide, 0)(X, y)  # set-up traces the whole model once
+    n = len(calls)
+    handlers.seed(guide, 1)(X, y)
+    assert len(calls) == n  # later calls stop at the GP site
 
 
 def test_gp_site_inside_a_plate_is_a_clear_error():
@@ -262,3 +366,47 @@ def test_vmapped_trace_elbo_of_a_gp_model_runs_to_the_end():
     # to wedge XLA:CPU within a few dozen calls; the batched factorisation now has no callback.
     root = Path(__file__).parents[2]
     subprocess.run([sys.executable, "-c", _VMAPPED_ELBO], cwd=root, check=True, timeout=240)
+
+
+def _exact_posterior_params(X, y, jitter=1e-6):
+    """Whitened q(v) at the exact GP posterior when the inducing inputs are the data."""
+    K = KERNEL(X)
+    L = jnp.linalg.cholesky(K + jitter * jnp.eye(len(X)))
+    A = K @ jnp.linalg.inv(K + NOISE * jnp.eye(len(X)))
+    cov = jnp.linalg.solve(L, jnp.linalg.solve(L, K - A @ K).T)
+    return {
+        "auto_f_Z": X,
+        "auto_f_q_mu": jnp.linalg.solve(L, A @ y),
+        "auto_f_q_sqrt": jnp.linalg.cholesky(cov + 1e-12 * jnp.eye(len(X))),
+    }
+
+
+def test_joint_site_at_the_exact_posterior_gives_the_evidence_under_trace_and_renyi(x64):
+    from numpyro.infer import RenyiELBO
+
+    X, y = _data(6)
+    evidence = dist.MultivariateNormal(jnp.zeros(6), KERNEL(X) + NOISE * jnp.eye(6)).log_prob(y)
+    for joint in (True, False):
+        guide = SparseGP(model, inducing=X, joint=joint)
+        _init(guide, X, y)
+        params = _exact_posterior_params(X, y)
+        keys = jax.random.split(jax.random.key(0), 8)
+        for elbo in (Trace_ELBO(), RenyiELBO(alpha=0.5, num_particles=2)):
+            lw = -jax.vmap(lambda k, e=elbo, g=guide, p=params: e.loss(k, p, model, g, X, y))(keys)
+            if joint:  # every importance weight is the evidence
+                np.testing.assert_allclose(lw, evidence, atol=1e-6)
+            else:  # negative control: the marginal family does not contain the posterior
+                assert np.abs(lw - evidence).max() > 1e-3
+
+
+def test_marginal_site_importance_weights_average_to_the_evidence(x64):
+    X, y = _data(6)
+    evidence = dist.MultivariateNormal(jnp.zeros(6), KERNEL(X) + NOISE * jnp.eye(6)).log_prob(y)
+    guide = SparseGP(model, inducing=X)
+    _init(guide, X, y)
+    params = _exact_posterior_params(X, y)
+    keys = jax.random.split(jax.random.key(1), 4000)
+    lw = -jax.jit(jax.vmap(lambda k: Trace_ELBO().loss(k, params, model, guide, X, y)))(keys)
+    w = np.exp(np.asarray(lw - evidence))
+    # E_q[p(y, f) / q(f)] = p(y) for a normalised q: 4 Monte Carlo standard errors
+    assert abs(w.mean() - 1.0) < 4 * w.std() / np.sqrt(w.size)

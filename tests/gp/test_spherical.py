@@ -1,0 +1,176 @@
+"""Arc-cosine kernels and spherical activation features (numpyro_ext.gp.spherical).
+
+Exactness in float64: the zonal expansion against Cho & Saul's closed form (truncation error
+reported and shown to fall with L), the features' Kuf and Kuu against direct quadrature on the
+sphere S^2, the Funk-Hecke coefficients' structure (odd ReLU levels >= 3 vanish), and the
+sparse guides built on the features against the dense joint Gaussian.
+"""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import optax
+import pytest
+from numpyro import handlers
+from numpyro.infer import SVI, TraceMeanField_ELBO
+
+from numpyro_ext.distributions import GaussianProcess
+from numpyro_ext.gp import (
+    ArcCosine,
+    InducingPoints,
+    SphericalActivationFeatures,
+    activation_coefficients,
+    arccos_eigenvalues,
+    network_weights,
+    zonal,
+)
+from numpyro_ext.guides import SOLVEGP, SparseGP
+
+rng = np.random.default_rng(1)
+X2 = rng.normal(size=(7, 2))  # d = 2 inputs, D = 3 after the bias
+
+
+@pytest.mark.parametrize("order", [0, 1, 2])
+@pytest.mark.parametrize("D", [3, 5])
+def test_truncated_expansion_converges_to_the_closed_form_arc_cosine_kernel(x64, order, D):
+    k = ArcCosine(variance=1.3, bias=0.8, order=order)
+    X = rng.normal(size=(6, D - 1))
+    exact = k(X)
+    errors = [float(jnp.abs(k.expansion(X, X, L) - exact).max()) for L in (4, 8, 16, 32, 64)]
+    print(f"order {order}, D {D}: max |k_L - k| at L = 4..64:", [f"{e:.1e}" for e in errors])
+    assert all(b < a for a, b in itertools.pairwise(errors))
+    # the rate follows the smoothness of J_n at theta = 0: about L^-1, L^-3, L^-5
+    assert errors[-1] < {0: 2e-2, 1: 1e-4, 2: 1e-5}[order]
+
+
+def test_odd_relu_levels_above_one_vanish_and_the_even_ones_do_not():
+    for D in (2, 3, 6):
+        s = activation_coefficients("relu", D, 12)
+        np.testing.assert_allclose(s[3::2] / s[0], 0.0, atol=1e-11)  # quadrature rounding
+        assert np.all(np.abs(s[0::2]) > 1e-5) and abs(s[1]) > 1e-3
+    # negative control: an activation with an odd part beyond t has odd levels
+    s = activation_coefficients(lambda t: np.maximum(t, 0.0) + t**3, 3, 6)
+    assert abs(s[3]) > 1e-3
+
+
+def _sphere_rule(n_theta, n_phi):
+    x, w = np.polynomial.legendre.leggauss(n_theta)
+    phi = 2 * np.pi * np.arange(n_phi) / n_phi
+    c, p = np.meshgrid(x, phi, indexing="ij")
+    s = np.sqrt(1 - c**2)
+    W = np.stack([s * np.cos(p), s * np.sin(p), c], -1).reshape(-1, 3)
+    return W, np.repeat(w / 2, n_phi) / n_phi  # uniform probability on S^2
+
+
+@pytest.mark.parametrize(("activation", "rtol"), [("softplus", 1e-9), ("relu", 2e-3)])
+def test_kuf_and_kuu_agree_with_quadrature_on_the_sphere(x64, activation, rtol):
+    L, kernel = 6, ArcCosine(variance=0.9, bias=0.6, order=1)
+    Z = rng.normal(size=(3, 3)) * np.array([[1.0], [2.0], [0.5]])
+    feat = SphericalActivationFeatures(jnp.asarray(Z), activation, L)
+    W, q = _sphere_rule(40, 80) if activation == "softplus" else _sphere_rule(120, 240)
+    Zh, rz = Z / np.linalg.norm(Z, axis=1, keepdims=True), np.linalg.norm(Z, axis=1)
+    sigma = {"softplus": lambda t: np.logaddexp(t, 0.0), "relu": lambda t: np.maximum(t, 0)}
+    g = sigma[activation](Zh @ W.T)  # (M, Q): the activation on the sphere
+    lam = 0.9 * arccos_eigenvalues(1, 3, L)
+    Xt = np.concatenate([X2, np.full((7, 1), 0.6)], 1)
+    rx, Xh = np.linalg.norm(Xt, axis=1), Xt / np.linalg.norm(Xt, axis=1, keepdims=True)
+    # Kuf: the projection of phi_m onto the kept levels, by quadrature, times the radii
+    proj = sum(
+        (g * q) @ zonal(W @ Xh.T, 3, L)[ell] for ell in range(L + 1) if lam[ell] > 0
+    )  # (M, N)
+    np.testing.assert_allclose(feat.Kuf(kernel, X2), np.outer(rz, rx) * proj, rtol=rtol)
+    if activation == "relu":
+        return
+    # Kuu: <phi_m, phi_m'>_H = sum_l <P_l phi_m, P_l phi_m'>_L2 / lambda_l, all by quadrature
+    Zw = zonal(W @ W.T, 3, L)
+    kuu = sum(
+        ((g * q) @ Zw[ell]) @ (q[:, None] * ((g * q) @ Zw[ell]).T) / lam[ell]
+        for ell in range(L + 1)
+        if lam[ell] > 0
+    )
+    np.testing.assert_allclose(feat.Kuu(kernel), np.outer(rz, rz) * kuu, rtol=rtol)
+
+
+def test_arc_cosine_gram_has_finite_gradients_at_coincident_points(x64):
+    X = jnp.asarray(X2)
+
+    def total(bias, X):
+        return jnp.sum(ArcCosine(1.0, bias, 1)(X, X))
+
+    grads = jax.grad(total, argnums=(0, 1))(0.5, X)
+    assert all(np.all(np.isfinite(g)) for g in grads)
+
+
+def _model(X, y=None):
+    f = numpyro.sample("f", GaussianProcess(ArcCosine(1.0, 0.7, 1), X))
+    numpyro.sample("y", dist.Normal(f, 0.1), obs=y)
+
+
+def _fit_params(guide, X, y, steps=30):
+    svi = SVI(_model, guide, optax.adam(0.05), TraceMeanField_ELBO())
+    return svi.run(jax.random.key(0), steps, X, y, progress_bar=False).params
+
+
+def test_svgp_posterior_mean_with_activation_features_is_a_one_hidden_layer_network(x64):
+    X = jnp.asarray(X2)
+    y = jnp.sin(X[:, 0]) + X[:, 1]
+    Z = jnp.asarray(rng.normal(size=(4, 3)))
+    feat = SphericalActivationFeatures(Z, "relu", 8)
+    guide = SparseGP(_model, inducing=feat)
+    params = _fit_params(guide, X, y)
+    X_new = jnp.asarray(rng.normal(size=(5, 2)))
+    mean, _ = guide.predict(params, X_new)
+    fitted = SphericalActivationFeatures(params["auto_f_Z"], "relu", 8)
+    net = network_weights(fitted, ArcCosine(1.0, 0.7, 1), params["auto_f_q_mu"])
+    np.testing.assert_allclose(fitted.hidden(ArcCosine(1.0, 0.7, 1), X_new) @ net["beta"], mean)
+    # the hidden units' pre-activations are W x + b
+    Xt = jnp.concatenate([X_new, jnp.full((5, 1), 0.7)], 1)
+    np.testing.assert_allclose(X_new @ net["W"].T + net["b"], Xt @ fitted.Z.T, rtol=1e-12)
+
+
+def test_solvegp_with_spherical_u_and_point_v_matches_the_dense_joint_gaussian(x64):
+    X = jnp.asarray(X2)
+    kernel = ArcCosine(1.0, 0.7, 1)
+    feat = SphericalActivationFeatures(jnp.asarray(rng.normal(size=(3, 3))), "softplus", 6)
+    Wv = jnp.asarray(rng.normal(size=(2, 2)))
+    guide = SOLVEGP(_model, inducing=feat, inducing_v=Wv, learn_inducing=False)
+    params = _fit_params(guide, X, jnp.sin(X[:, 0]), steps=5)
+    tr = handlers.trace(handlers.seed(handlers.substitute(guide, params), 0)).get_trace(X)
+    q = tr["f"]["fn"]
+    # dense: joint covariance of (u, v, f) from Kuu, Kvu = phi(W_v), Kvv, Kuf, Kvf, Kff
+    Kuu, Kuv, Kvv = feat.Kuu(kernel), feat.Kuf(kernel, Wv), kernel(Wv)
+    Kuu, Kvv = Kuu + 1e-6 * jnp.eye(3), Kvv
+    K = jnp.block([[Kuu, Kuv], [Kuv.T, Kvv]])
+    Kwf = jnp.concatenate([feat.Kuf(kernel, X), kernel(Wv, X)])
+    Lu = jnp.linalg.cholesky(Kuu)
+    Cvv = Kvv - Kuv.T @ jnp.linalg.solve(Kuu, Kuv) + 1e-6 * jnp.eye(2)
+    K = K.at[3:, 3:].set(Cvv + Kuv.T @ jnp.linalg.solve(Kuu, Kuv))
+    Lc = jnp.linalg.cholesky(Cvv)
+    T = jnp.eye(5).at[3:, :3].set(Kuv.T @ jnp.linalg.inv(Kuu))
+    m_u, R_u = params["auto_f_q_mu"], params["auto_f_q_sqrt"]
+    m_v, R_v = params["auto_f_v_q_mu"], params["auto_f_v_q_sqrt"]
+    mu = T @ jnp.concatenate([Lu @ m_u, Lc @ m_v])
+    S = T @ jax.scipy.linalg.block_diag(Lu @ R_u @ R_u.T @ Lu.T, Lc @ R_v @ R_v.T @ Lc.T) @ T.T
+    P = jnp.linalg.solve(K, Kwf).T
+    var = kernel.diag(X) - jnp.sum(P * Kwf.T, 1) + jnp.sum((P @ S) * P, 1)
+    np.testing.assert_allclose(q.loc, P @ mu, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(q.variance, var, rtol=1e-6, atol=1e-9)
+
+
+def test_features_refuse_other_kernels_and_mismatched_inputs():
+    from numpyro_ext.gp import SquaredExponential
+
+    feat = SphericalActivationFeatures(jnp.ones((2, 3)))
+    with pytest.raises(ValueError, match="must be an ArcCosine kernel"):
+        feat.Kuu(SquaredExponential())
+    with pytest.raises(ValueError, match="inputs need 2 columns"):
+        feat.Kuf(ArcCosine(), jnp.ones((4, 3)))
+    with pytest.raises(ValueError, match="order must be 0, 1 or 2"):
+        ArcCosine(order=3)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        activation_coefficients("tanhh", 3, 4)
+    assert isinstance(InducingPoints(jnp.ones(2)), InducingPoints)
