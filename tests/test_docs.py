@@ -19,7 +19,7 @@ FENCE = re.compile(r"^```(\w*)\s*$")
 NO_RUN = re.compile(r"^<!--\s*no-run:\s*(.*?)\s*-->\s*$")
 # CPU seconds for a page's blocks, compilation included: small step counts keep every page
 # within it (CPU time, not wall time, so a loaded machine does not trip it).
-PAGE_BUDGET_S = 40.0
+PAGE_BUDGET_S = 60.0
 # Peer packages from optional extras ([nn], [bench]): a page that imports one is skipped, with
 # the reason, where it is not installed.
 OPTIONAL = frozenset({"flax", "equinox", "gpjax", "polyagamma", "flowjax", "distrax"})
