@@ -4,7 +4,6 @@ GPJax adds its jitter to predictive variances (and hence to the variances inside
 expected log-likelihood); the comparisons add the same jitter to ours.
 """
 
-import gpjax as gpx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +19,8 @@ from numpyro_ext.gp import (
     inducing_factor,
     predict_f,
 )
+
+gpx = pytest.importorskip("gpjax", reason="the GPJax comparison needs the [bench] extra")
 
 JITTER, NOISE_SD, VAR, ELL = 1e-6, 0.3, 1.3, 0.8
 

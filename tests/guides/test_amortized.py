@@ -317,7 +317,7 @@ def vae_model(x):
 
 
 def test_nnx_encoder_trains_and_encodes_new_data():
-    from flax import nnx
+    nnx = pytest.importorskip("flax.nnx", reason="Flax NNX encoders need the [nn] extra")
 
     class Encoder(nnx.Module):
         def __init__(self, rngs):
@@ -332,7 +332,7 @@ def test_nnx_encoder_trains_and_encodes_new_data():
 
 
 def test_equinox_encoder_trains_and_encodes_new_data():
-    import equinox as eqx
+    eqx = pytest.importorskip("equinox", reason="Equinox encoders need the [nn] extra")
 
     mlp = eqx.nn.MLP(3, 5, 16, 1, activation=jax.nn.tanh, key=jax.random.key(0))
     guide = AmortizedMultivariateNormal(vae_model, mlp, plate="data", inputs="x")

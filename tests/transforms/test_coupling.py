@@ -1,14 +1,15 @@
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 from hypothesis import given
 from hypothesis import strategies as st
 
 from numpyro_ext.transforms import AffineCoupling, SplineCoupling
 from tests.transforms.conftest import PROPERTY, SEED, perturb
+
+eqx = pytest.importorskip("equinox", reason="Equinox conditioners need the [nn] extra")
+nnx = pytest.importorskip("flax.nnx", reason="Flax NNX conditioners need the [nn] extra")
 
 
 @PROPERTY

@@ -1,0 +1,102 @@
+"""The built documentation shows typeset math, not raw TeX, and needs no network to do so.
+
+The site is built with ``mkdocs build --strict`` (or read from ``$NUMPYRO_EXT_SITE``, the folder
+that ``make docs`` has just built); its math is typeset at build time by
+``docs_hooks/katex_prerender.py``, so parsing the HTML sees exactly what a reader's browser shows.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\\frac|\\mathrm|\\operatorname|\\mathcal")
+# Pages whose math carries the most weight; each must typeset at least this many expressions.
+MATH_PAGES = {"polya-gamma": 30, "sparse-gp": 30, "augmentation": 30}
+
+
+class VisibleText(HTMLParser):
+    """Text a reader sees: no code, scripts, styles, or KaTeX's hidden TeX annotation."""
+
+    HIDDEN = frozenset({"code", "pre", "script", "style", "annotation"})
+
+    def __init__(self):
+        super().__init__()
+        self.depth, self.parts, self.katex, self.links = 0, [], 0, []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag in self.HIDDEN:
+            self.depth += 1
+        if "katex" in (attrs.get("class") or "").split():
+            self.katex += 1
+        if tag == "link" and attrs.get("rel") == "stylesheet":
+            self.links.append(attrs["href"])
+
+    def handle_endtag(self, tag):
+        if tag in self.HIDDEN:
+            self.depth -= 1
+
+    def handle_data(self, data):
+        if self.depth == 0:
+            self.parts.append(data)
+
+
+def read(page: Path) -> VisibleText:
+    parser = VisibleText()
+    parser.feed(page.read_text())
+    return parser
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    prebuilt = os.environ.get("NUMPYRO_EXT_SITE")
+    if prebuilt and (Path(prebuilt) / "index.html").is_file():
+        return Path(prebuilt)
+    pytest.importorskip("mkdocs", reason="building the site needs the [docs] extra")
+    if shutil.which("node") is None:
+        pytest.skip("the docs build typesets math with Node.js, which is not on PATH")
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "-d", str(out)]
+    subprocess.run(command, cwd=ROOT, env=env, check=True, timeout=600)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(MATH_PAGES))
+def test_capability_pages_show_typeset_math(site, name):
+    page = read(site / name / "index.html")
+    text = "".join(page.parts)
+    assert page.katex >= MATH_PAGES[name], f"{name}: {page.katex} typeset expressions"
+    assert not RAW_TEX.search(text), f"{name}: raw TeX shown: {RAW_TEX.search(text)[0]!r}"
+    assert "arithmatex" not in (site / name / "index.html").read_text()
+    assert any(href.endswith("assets/katex/katex.min.css") for href in page.links)
+
+
+def test_every_page_is_free_of_raw_tex(site):
+    for path in site.rglob("index.html"):
+        text = "".join(read(path).parts)
+        assert not RAW_TEX.search(text), f"{path.relative_to(site)}: raw TeX shown"
+
+
+def test_math_needs_no_network(site):
+    css = (site / "assets" / "katex" / "katex.min.css").read_text()
+    fonts = set(re.findall(r"url\((fonts/[^)]+\.woff2)\)", css))
+    assert fonts, "katex.min.css names no woff2 fonts"
+    assert all((site / "assets" / "katex" / font).is_file() for font in fonts)
+    for path in site.rglob("*.html"):
+        assert "cdn.jsdelivr" not in path.read_text() and "mathjax" not in path.read_text()
+
+
+def test_the_check_sees_raw_tex():
+    """Negative control: an untypeset page fails the checks above."""
+    parser = VisibleText()
+    parser.feed('<p><span class="arithmatex">\\( \\mathrm{PG}(b, c) \\)</span></p>')
+    assert parser.katex == 0
+    assert RAW_TEX.search("".join(parser.parts))
