@@ -22,7 +22,7 @@ setup(
             "numpyro_ext.distributions._polya_gamma_cpu",
             ["numpyro_ext/distributions/_polya_gamma_cpu.cc"],
             include_dirs=[_xla_ffi_include()],
-            extra_compile_args=["-std=c++17", "-O3", "-fvisibility=hidden"],
+            extra_compile_args=["-std=c++17", "-O3", "-fno-math-errno", "-fvisibility=hidden"],
             language="c++",
             optional=True,
         )

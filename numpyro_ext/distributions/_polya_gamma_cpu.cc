@@ -50,7 +50,9 @@ class Rng {
   }
 
   // Uniform on the open interval (0, 1).
-  double Uniform() { return (static_cast<double>(Next() >> 11) + 0.5) * 0x1.0p-53; }
+  double Uniform() {
+    return (static_cast<double>(static_cast<int64_t>(Next() >> 11)) + 0.5) * 0x1.0p-53;
+  }
 
   double Exponential() { return -std::log(Uniform()); }
 
@@ -72,18 +74,20 @@ class Rng {
     return u * f;
   }
 
-  // |N| conditioned on |N| > a, N standard normal.
-  double NormalTail(double a) {
+  // N^2 for N standard normal conditioned on |N| > a.
+  double NormalTailSquared(double a) {
     if (a < 1.0) {
       for (;;) {
-        const double n = std::fabs(Normal());
-        if (n > a) return n;
+        const double n = Normal();
+        if (n * n > a * a) return n * n;
       }
     }
-    // Marsaglia (1964): x = sqrt(a^2 + 2E) accepted with probability a / x.
+    // Marsaglia (1964): |N| = sqrt(a^2 + 2E) accepted with probability a / |N|, i.e. squared,
+    // N^2 = a^2 + 2E accepted when U^2 N^2 <= a^2.
     for (;;) {
-      const double x = std::sqrt(a * a + 2.0 * Exponential());
-      if (Uniform() * x <= a) return x;
+      const double n2 = a * a + 2.0 * Exponential();
+      const double u = Uniform();
+      if (u * u * n2 <= a * a) return n2;
     }
   }
 
@@ -252,8 +256,7 @@ double SamplePiece(Rng& rng, const Shape& s, const Tilt& e) {
         if (!(x <= t)) continue;
       } else {
         // Levy kernel truncated to x < t: x = h^2 / N^2 with |N| > h / sqrt(t).
-        const double n = rng.NormalTail(s.levy_a);
-        x = (h / n) * (h / n);
+        x = h * h / rng.NormalTailSquared(s.levy_a);
         a = 0.5 * z * z * x;
       }
       if (!(x > 0.0)) continue;
