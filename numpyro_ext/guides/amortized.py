@@ -625,4 +625,7 @@ class AmortizedFlow(AmortizedGuide):
     def _location(self, q: dist.Distribution) -> jax.Array:
         # The image of the base distribution's median (zero): what NumPyro's autoguides call
         # the median of a flow; the marginal medians are ``quantiles(params, [0.5])``.
-        return q.transforms[0](jnp.zeros(q.batch_shape + q.event_shape, q.base_dist.loc.dtype))
+        point = q.base_dist.mean
+        for transform in q.transforms:
+            point = transform(point)
+        return point

@@ -47,6 +47,13 @@ class AutoFlow(AutoContinuous):
     :param affine: whether the default flow's couplings also shift and scale.
     :param init_scale: initial scale :math:`\\sigma`.
     :param seed: seed of the flow's initial weights.
+    :param num_quantile_samples: draws behind :meth:`quantiles` (a flow has no closed-form
+        marginal quantiles).
+
+    ``median`` is the image of the base distribution's median (zero) through the flow and the
+    affine map, and ``quantiles`` are the per-coordinate empirical quantiles of
+    ``num_quantile_samples`` draws with a fixed key, both pushed through ``biject_to`` of each
+    site's support.
 
     >>> import numpyro, numpyro.distributions as dist, optax, jax
     >>> from numpyro.infer import SVI, Trace_ELBO
@@ -72,6 +79,7 @@ class AutoFlow(AutoContinuous):
         affine: bool = True,
         init_scale: float = 0.1,
         seed: int = 0,
+        num_quantile_samples: int = 4000,
     ) -> None:
         if init_scale <= 0:
             raise ValueError(f"AutoFlow: init_scale must be > 0, got {init_scale}")
@@ -85,6 +93,7 @@ class AutoFlow(AutoContinuous):
         )
         self._init_scale = init_scale
         self._seed = seed
+        self.num_quantile_samples = num_quantile_samples
         super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn)
 
     def _setup_prototype(self, *args, **kwargs):
@@ -123,3 +132,31 @@ class AutoFlow(AutoContinuous):
 
     def get_base_dist(self):
         return dist.Normal(jnp.zeros(self.latent_dim), 1.0).to_event(1)
+
+    def median(self, params: dict) -> dict:
+        """The image of the base median (zero) through the flow, in each site's support.
+
+        :param params: the guide's parameters.
+        :return: ``{site: value}``.
+        """
+        posterior = self.get_posterior(params)
+        zero = jnp.zeros(self.latent_dim, self._init_latent.dtype)
+        for transform in posterior.transforms:
+            zero = transform(zero)
+        return self._unpack_and_constrain(zero, params)
+
+    def quantiles(self, params: dict, quantiles) -> dict:
+        """Per-coordinate quantiles of the unconstrained latent (Monte Carlo, fixed key).
+
+        :param params: the guide's parameters.
+        :param quantiles: probabilities in ``(0, 1)``.
+        :return: ``{site: array of shape (len(quantiles),) + site shape}``.
+        """
+        probs = jnp.asarray(quantiles, self._init_latent.dtype)
+        if probs.ndim != 1 or not bool(jnp.all((probs > 0) & (probs < 1))):
+            raise ValueError(
+                f"AutoFlow.quantiles: quantiles must be a list of probabilities in (0, 1); "
+                f"got {quantiles!r}"
+            )
+        draws = self.get_posterior(params).sample(jax.random.key(0), (self.num_quantile_samples,))
+        return self._unpack_and_constrain(jnp.quantile(draws, probs, axis=0), params)

@@ -1,0 +1,1 @@
+"""Conformance suite: every guide of the library through NumPyro's contracts."""
