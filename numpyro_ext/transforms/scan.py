@@ -101,6 +101,9 @@ class Scan(Bijector):
 
         nd = self.event_ndims_in
         batch = jnp.shape(value)[: jnp.ndim(value) - nd]
+        if self.context is not None:  # a batch of contexts batches the output: carry it so
+            batch = jnp.broadcast_shapes(batch, jnp.shape(self.context)[:-1])
+            value = jnp.broadcast_to(value, (*batch, *jnp.shape(value)[jnp.ndim(value) - nd :]))
         start = (value, jnp.zeros(batch, jnp.result_type(value)))
         unroll = self.unroll
         if unroll is None:
