@@ -12,13 +12,14 @@ from numpyro_ext.transforms.monotone_inverse import solve_increasing
 from numpyro_ext.transforms.permute import Permute
 from numpyro_ext.transforms.planar import Planar
 from numpyro_ext.transforms.radial import Radial
-from numpyro_ext.transforms.scan import Scan
+from numpyro_ext.transforms.scan import UNROLL_DEPTH, Scan
 from numpyro_ext.transforms.spline import RationalQuadraticSpline
 from numpyro_ext.transforms.sylvester import Sylvester
 
 __all__: list[str] = [
     "MADE",
     "MLP",
+    "UNROLL_DEPTH",
     "Affine",
     "AffineCoupling",
     "Banana",

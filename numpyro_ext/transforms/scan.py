@@ -7,8 +7,9 @@ then no longer grows with depth. ``unroll`` is passed to ``lax.scan``: ``unroll=
 traces the layer once but lets XLA compile straight-line code, which runs faster (the loop's
 per-iteration bookkeeping and the lost fusion across layers dominate small flows) at a compile
 cost that grows with depth. The default, ``unroll=None``, unrolls stacks of up to
-``UNROLL_DEPTH`` (8) layers, where a training step is about twice as fast and compiling costs a
-few seconds, and keeps deeper stacks rolled, where compile time would dominate. Put the
+``UNROLL_DEPTH`` (8) layers and keeps deeper stacks rolled, where compile time would dominate
+(on an idle CPU, a 4-layer spline-coupling training step took 0.66 ms unrolled against
+1.14 ms rolled, compile 10.9 s against 8.5 s; ``benchmarks/bijectors.py``). Put the
 permutation inside the repeated layer (e.g.
 ``Chain([Permute.reverse(d), SplineCoupling(...)])``) so successive layers alternate.
 """
@@ -101,6 +102,9 @@ class Scan(Bijector):
 
         nd = self.event_ndims_in
         batch = jnp.shape(value)[: jnp.ndim(value) - nd]
+        if self.context is not None:  # a batch of contexts batches the output: carry it so
+            batch = jnp.broadcast_shapes(batch, jnp.shape(self.context)[:-1])
+            value = jnp.broadcast_to(value, (*batch, *jnp.shape(value)[jnp.ndim(value) - nd :]))
         start = (value, jnp.zeros(batch, jnp.result_type(value)))
         unroll = self.unroll
         if unroll is None:

@@ -169,3 +169,11 @@ def test_forward_shape_broadcasts_the_parameters(bijector, shape, expected):
     assert bijector.forward_shape(shape) == expected
     assert bijector(jnp.zeros(shape)).shape == expected
     assert bijector.inverse_shape(expected) == expected
+
+
+def test_a_batch_of_contexts_batches_an_unbatched_input_through_a_scanned_flow():
+    flow = neural_spline_flow(jax.random.key(0), dim=3, num_layers=2, hidden=(4,), context_dim=2)
+    flow = jax.tree.map(lambda a: a + 0.1, flow).conditioned(jnp.ones((5, 2)))
+    y, log_det = flow.forward_and_log_det(jnp.zeros(3))
+    assert y.shape == (5, 3) and log_det.shape == (5,)
+    np.testing.assert_allclose(flow.inverse(y), np.zeros((5, 3)), atol=1e-5)
