@@ -99,7 +99,7 @@ def test_non_finite_inputs_are_refused_naming_the_site(bad):
     ):
         # NumPyro's BernoulliLogits refuses non-finite logits itself when it checks its
         # arguments; otherwise the kernels' own check names the site
-        with pytest.raises(ValueError, match="logits of site 'y' are not finite|invalid logits"):
+        with pytest.raises(ValueError, match=r"logits of site 'y' are not finite|invalid logits"):
             fit()
 
 
