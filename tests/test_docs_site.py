@@ -100,3 +100,33 @@ def test_the_check_sees_raw_tex():
     parser.feed('<p><span class="arithmatex">\\( \\mathrm{PG}(b, c) \\)</span></p>')
     assert parser.katex == 0
     assert RAW_TEX.search("".join(parser.parts))
+
+
+def _hook():
+    pytest.importorskip("mkdocs", reason="the hook needs the [docs] extra")
+    import importlib.util
+
+    path = ROOT / "docs_hooks" / "katex_prerender.py"
+    spec = importlib.util.spec_from_file_location("katex_prerender", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bad_tex_fails_the_build_naming_page_and_expression():
+    hook = _hook()
+    if shutil.which("node") is None:
+        pytest.skip("the hook typesets math with Node.js, which is not on PATH")
+    page = type("Page", (), {"file": type("File", (), {"src_path": "bad.md"})()})()
+    good = hook.on_page_content('<span class="arithmatex">\\(x^2\\)</span>', page, None, None)
+    assert 'class="katex"' in good and "arithmatex" not in good
+    with pytest.raises(Exception, match=r"bad\.md:\n  '\\\\frac\{1\}'"):
+        hook.on_page_content('<span class="arithmatex">\\(\\frac{1}\\)</span>', page, None, None)
+
+
+def test_display_math_is_set_apart_from_its_paragraph():
+    hook = _hook()
+    text = "Define\n\\[\nx = 1\n\\]\nso that\n```\n\\[ code \\]\n```\n"
+    assert hook._set_displays_apart(text) == (
+        "Define\n\n\\[\nx = 1\n\\]\n\nso that\n```\n\\[ code \\]\n```\n"
+    )
