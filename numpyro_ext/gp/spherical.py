@@ -141,8 +141,8 @@ def activation_coefficients(
     :param nodes: quadrature nodes on each half of :math:`[-1, 1]`.
 
     >>> c = activation_coefficients("relu", 3, 5)
-    >>> [round(float(x), 6) for x in c[[3, 5]]]  # odd levels >= 3 vanish
-    [0.0, 0.0]
+    >>> [bool(abs(x) < 1e-12) for x in c[[3, 5]]]  # odd levels >= 3 vanish
+    [True, True]
     """
     if isinstance(activation, str) and activation not in _ACTIVATIONS:
         raise ValueError(

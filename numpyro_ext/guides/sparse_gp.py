@@ -93,7 +93,7 @@ class SparseGPMarginal(Distribution):
     :param loc: means :math:`\mu` ``(N,)`` (prior mean included).
     :param variance: marginal variances ``(N,)`` or a joint covariance ``(N, N)``.
     :param kl: the family's KL term (a scalar).
-    :param jitter: floor of the variances (diagonal jitter of a joint covariance).
+    :param jitter: floor of the marginal variances.
 
     >>> import jax.numpy as jnp
     >>> from numpyro_ext.distributions import GaussianProcess
@@ -127,7 +127,8 @@ class SparseGPMarginal(Distribution):
             )
         self.prior, self.loc, self.kl = prior, loc, kl
         if jnp.ndim(variance) == 2:
-            self.scale_tril = cholesky(variance, jitter=jitter, name="covariance of q(f)")
+            # factored as it is (jitter only if that fails): its density must be exact
+            self.scale_tril = cholesky(variance, jitter=0.0, name="covariance of q(f)")
             self.scale = jnp.sqrt(jnp.sum(self.scale_tril**2, -1))
         else:
             floor = max(jitter, float(jnp.finfo(jnp.result_type(variance)).tiny))

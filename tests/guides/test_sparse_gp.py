@@ -369,11 +369,12 @@ def test_vmapped_trace_elbo_of_a_gp_model_runs_to_the_end():
 
 
 def _exact_posterior_params(X, y, jitter=1e-6):
-    """Whitened q(v) at the exact GP posterior when the inducing inputs are the data."""
-    K = KERNEL(X)
+    """Whitened q(v) at the exact posterior of the model (whose GP prior carries its own 1e-6
+    jitter) when the inducing inputs are the data; ``jitter`` is the guide's."""
+    K, Kp = KERNEL(X), KERNEL(X) + 1e-6 * jnp.eye(len(X))
     L = jnp.linalg.cholesky(K + jitter * jnp.eye(len(X)))
-    A = K @ jnp.linalg.inv(K + NOISE * jnp.eye(len(X)))
-    cov = jnp.linalg.solve(L, jnp.linalg.solve(L, K - A @ K).T)
+    A = Kp @ jnp.linalg.inv(Kp + NOISE * jnp.eye(len(X)))
+    cov = jnp.linalg.solve(L, jnp.linalg.solve(L, Kp - A @ Kp).T)
     return {
         "auto_f_Z": X,
         "auto_f_q_mu": jnp.linalg.solve(L, A @ y),
@@ -381,15 +382,22 @@ def _exact_posterior_params(X, y, jitter=1e-6):
     }
 
 
+def _evidence(X, y):
+    cov = KERNEL(X) + (1e-6 + NOISE) * jnp.eye(len(X))
+    return dist.MultivariateNormal(jnp.zeros(len(X)), cov).log_prob(y)
+
+
 def test_joint_site_at_the_exact_posterior_gives_the_evidence_under_trace_and_renyi(x64):
     from numpyro.infer import RenyiELBO
 
     X, y = _data(6)
-    evidence = dist.MultivariateNormal(jnp.zeros(6), KERNEL(X) + NOISE * jnp.eye(6)).log_prob(y)
+    evidence = _evidence(X, y)
     for joint in (True, False):
-        guide = SparseGP(model, inducing=X, joint=joint)
+        # a tiny jitter: K(X, X) of six spread points is well conditioned, and the family
+        # contains the posterior up to the jitter's effect on K_ff - Q_ff
+        guide = SparseGP(model, inducing=X, joint=joint, jitter=1e-10)
         _init(guide, X, y)
-        params = _exact_posterior_params(X, y)
+        params = _exact_posterior_params(X, y, jitter=1e-10)
         keys = jax.random.split(jax.random.key(0), 8)
         for elbo in (Trace_ELBO(), RenyiELBO(alpha=0.5, num_particles=2)):
             lw = -jax.vmap(lambda k, e=elbo, g=guide, p=params: e.loss(k, p, model, g, X, y))(keys)
@@ -401,7 +409,7 @@ def test_joint_site_at_the_exact_posterior_gives_the_evidence_under_trace_and_re
 
 def test_marginal_site_importance_weights_average_to_the_evidence(x64):
     X, y = _data(6)
-    evidence = dist.MultivariateNormal(jnp.zeros(6), KERNEL(X) + NOISE * jnp.eye(6)).log_prob(y)
+    evidence = _evidence(X, y)
     guide = SparseGP(model, inducing=X)
     _init(guide, X, y)
     params = _exact_posterior_params(X, y)

@@ -60,7 +60,7 @@ def run(ctx: Context) -> None:
 
     x, y = load_snelson()
     X, Y = jnp.asarray(x[:, None]), jnp.asarray(y)
-    steps = ctx.pick(3000, 300)
+    steps = ctx.pick(3000, 150)
     Z10 = X[np.linspace(0, len(x) - 1, 10).astype(int)]
     guides = {
         "SVGP M=5": SparseGP(_model, inducing=Z10[::2]),
