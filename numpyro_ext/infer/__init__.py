@@ -1,5 +1,6 @@
 """Inference algorithms NumPyro lacks: MCMC kernels, fitting procedures and objectives."""
 
+from numpyro_ext.infer.checkpoint import load_checkpoint, restore_svi, save_checkpoint
 from numpyro_ext.infer.collapsed_gibbs import (
     CollapsedPolyaGammaGibbs,
     CollapsedPolyaGammaGibbsState,
@@ -17,5 +18,8 @@ __all__: list[str] = [
     "PolyaGammaLocalFit",
     "PosteriorFit",
     "coverage",
+    "load_checkpoint",
     "polya_gamma_local_vi",
+    "restore_svi",
+    "save_checkpoint",
 ]
