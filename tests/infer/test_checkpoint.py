@@ -90,7 +90,7 @@ def _run(phase, tmp_path):
     script = tmp_path / "resume.py"
     script.write_text(SCRIPT)
     subprocess.run([sys.executable, str(script), phase, str(tmp_path)], check=True, env=env,
-                   timeout=600)  # fmt: skip
+                   timeout=900)  # fmt: skip
 
 
 def test_runs_resumed_in_a_new_process_match_the_uninterrupted_run_bit_for_bit(tmp_path):
