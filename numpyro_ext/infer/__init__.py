@@ -6,6 +6,7 @@ from numpyro_ext.infer.adversarial import (
     adversarial_optimizer,
     is_critic_param,
 )
+from numpyro_ext.infer.checkpoint import load_checkpoint, restore_svi, save_checkpoint
 from numpyro_ext.infer.collapsed_gibbs import (
     CollapsedPolyaGammaGibbs,
     CollapsedPolyaGammaGibbsState,
@@ -42,6 +43,9 @@ __all__: list[str] = [
     "fit_density_ratio",
     "is_critic_param",
     "kl_estimate",
+    "load_checkpoint",
     "logistic_ratio_loss",
     "polya_gamma_local_vi",
+    "restore_svi",
+    "save_checkpoint",
 ]

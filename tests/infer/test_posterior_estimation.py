@@ -40,10 +40,14 @@ def exact_posterior(x):
     return np.asarray(x).sum(-2) @ A @ cov, cov
 
 
-def make_estimator():
-    width = FullRankNormalFamily().output_size(2)
+def make_estimator(standardize=False):
+    family = FullRankNormalFamily(init_scale=1.0)
+    width = family.output_size(2)
     params = {"w": jnp.zeros((2, width)), "b": jnp.zeros(width)}
-    return AmortizedPosterior(simulator, linear, observed="x", encoder_params=params)
+    return AmortizedPosterior(
+        simulator, linear, observed="x", family=family, encoder_params=params,
+        standardize=standardize,
+    )  # fmt: skip
 
 
 def fit_decayed(npe, num_simulations, num_steps, batch_size, final_fraction):
@@ -55,6 +59,7 @@ def fit_decayed(npe, num_simulations, num_steps, batch_size, final_fraction):
         num_steps=num_steps,
         batch_size=batch_size,
         optimizer=optax.adam(schedule),
+        validation_fraction=0.0,
     )
 
 
@@ -66,7 +71,7 @@ def trained():
 
 def test_fit_recovers_the_exact_posterior_on_new_data():
     npe, fit = trained()
-    assert fit.losses[-200:].mean() < fit.losses[:200].mean()
+    assert fit.losses[-5:].mean() < fit.losses[:5].mean()
     x_obs = jax.random.normal(jax.random.key(5), (6, K, 2)) * 2
     q = npe.conditional(fit.params, x_obs)
     mean, cov = exact_posterior(x_obs)
@@ -147,6 +152,16 @@ def test_bad_input_raises_clear_errors():
     npe = make_estimator()
     with pytest.raises(ValueError, match="must be positive"):
         npe.fit(jax.random.key(0), batch_size=0)
+    with pytest.raises(ValueError, match=r"validation_fraction must lie in \[0, 1\)"):
+        npe.fit(jax.random.key(0), validation_fraction=1.0)
+    with pytest.raises(ValueError, match="leaves 0 for validation"):
+        npe.fit(jax.random.key(0), num_simulations=4, validation_fraction=0.1)
+    with pytest.raises(ValueError, match=r"parameters \['tau'\] are not latent sample sites"):
+        AmortizedPosterior(simulator, observed="x", parameters=["tau"]).simulate(
+            jax.random.key(0), 2
+        )
+    with pytest.raises(ValueError, match="list of site names"):
+        AmortizedPosterior(simulator, observed="x", parameters="theta")
 
 
 def test_conditional_flow_family_plugs_in(x64):
@@ -191,3 +206,64 @@ def test_trained_conditional_flow_has_nominal_coverage():
     params = npe.init_params(jnp.zeros((1, K, 2)))
     observed, _ = coverage(ranks(jax.random.key(1), params), num_draws, levels)
     assert np.all(observed < nominal[:, None] - 4 * se)
+
+
+def noisy_simulator(x=None):
+    """theta as in ``simulator``, plus a nuisance offset that the data average over."""
+    theta = numpyro.sample("theta", dist.Normal(0, TAU).expand([2]).to_event(1))
+    nuisance = numpyro.sample("nuisance", dist.Normal(0, 1).expand([K, 2]).to_event(2))
+    numpyro.sample("x", dist.Normal(theta @ A.T + nuisance, 1e-3).to_event(2), obs=x)
+
+
+def test_named_parameters_leave_the_rest_as_simulator_noise():
+    npe = AmortizedPosterior(noisy_simulator, observed="x", parameters=["theta"])
+    theta, x = npe.simulate(jax.random.key(0), 5)
+    assert npe.latent_names == ["theta"] and theta.shape == (5, 2) and x.shape == (5, K, 2)
+    everything = AmortizedPosterior(noisy_simulator, observed="x")
+    assert everything.simulate(jax.random.key(0), 5)[0].shape == (5, 2 + 2 * K)
+
+
+def test_defaults_standardise_stop_early_and_keep_the_best_validation_epoch():
+    # Default estimator: spline flow on the flattened data, standardisation, early stopping.
+    npe = AmortizedPosterior(simulator, observed="x")
+    fit = npe.fit(jax.random.key(0), num_simulations=400, batch_size=50, stop_after_epochs=2,
+                  learning_rate=3e-2, max_epochs=60)  # fmt: skip
+    assert fit.losses.shape == fit.validation_losses.shape == (fit.num_epochs,)
+    assert np.all(np.isfinite(fit.validation_losses))
+    best = int(np.argmin(fit.validation_losses))
+    assert fit.best_epoch == best
+    # Stopped by patience: exactly 2 epochs after the best one, before the 60-epoch budget.
+    assert fit.num_epochs == best + 3 < 60
+    stats = fit.params["standardization"]
+    sim_key = jax.random.split(jax.random.key(0))[0]  # fit's simulation key
+    theta, x = npe.simulate(sim_key, 400)
+    np.testing.assert_allclose(stats["theta_loc"], theta[:360].mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(stats["x_scale"], x[:360].std(0), rtol=1e-5)
+    # The flow is trained in the standardised space, and conditional() undoes it: the
+    # log density of theta equals the standardised density minus log |scale|.
+    q = npe.conditional(fit.params, x[:3])
+    z = (theta[:3] - stats["theta_loc"]) / stats["theta_scale"]
+    inner = npe._loss(fit.params, z[:1], ((x[:3] - stats["x_loc"]) / stats["x_scale"])[:1])
+    expected = -inner - jnp.log(stats["theta_scale"]).sum()
+    np.testing.assert_allclose(q.log_prob(theta[:3])[0], expected, rtol=1e-5)
+
+
+def test_gaussian_families_stay_gaussian_after_standardisation(x64):
+    npe = make_estimator(standardize=True)
+    fit = npe.fit(jax.random.key(0), num_simulations=300, max_epochs=2)
+    q = npe.conditional(fit.params, jnp.ones((4, K, 2)))
+    assert isinstance(q, dist.MultivariateNormal)  # moments stay available in closed form
+    draws = q.sample(jax.random.key(1), (20_000,))
+    # Monte Carlo error of a mean over 20k draws, sd / sqrt(20k); 5 standard errors.
+    np.testing.assert_allclose(
+        draws.mean(0), q.mean, atol=5 * float(jnp.sqrt(q.variance.max())) / 141
+    )
+
+
+def test_non_finite_simulations_are_refused():
+    def broken(x=None):
+        theta = numpyro.sample("theta", dist.Normal(0, 1).expand([2]).to_event(1))
+        numpyro.sample("x", dist.Normal(jnp.log(theta), 1).to_event(1), obs=x)
+
+    with pytest.raises(ValueError, match="simulations have non-finite data"):
+        AmortizedPosterior(broken, observed="x").fit(jax.random.key(0), num_simulations=50)
