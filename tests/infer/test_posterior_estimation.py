@@ -263,7 +263,8 @@ def test_gaussian_families_stay_gaussian_after_standardisation(x64):
 def test_non_finite_simulations_are_refused():
     def broken(x=None):
         theta = numpyro.sample("theta", dist.Normal(0, 1).expand([2]).to_event(1))
-        numpyro.sample("x", dist.Normal(jnp.log(theta), 1).to_event(1), obs=x)
+        scale = jnp.where(theta > 0, jnp.inf, 1.0)  # a valid scale; draws of +-inf or NaN
+        numpyro.sample("x", dist.Normal(theta, scale).to_event(1), obs=x)
 
     with pytest.raises(ValueError, match="simulations have non-finite data"):
         AmortizedPosterior(broken, observed="x").fit(jax.random.key(0), num_simulations=50)
