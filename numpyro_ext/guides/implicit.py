@@ -392,7 +392,8 @@ class AmortizedImplicit(AmortizedGuide):
             create_plates=create_plates,
         )
 
-    def _encode(self, x: Any) -> jax.Array:
+    def encode(self, x: Any) -> jax.Array:
+        """The per-datum inputs, flattened: the generator itself takes ``(x_i, eps)``."""
         return _flatten_rows(x).astype(jnp.result_type(float))
 
     def _implicit(self, h: jax.Array, dim: int) -> ImplicitLatent:
@@ -439,19 +440,13 @@ class AmortizedImplicit(AmortizedGuide):
         q = self.get_posterior(params, *args, **kwargs)
         return q.sample(jax.random.key(0), (num,))
 
-    def _constrain_flat(self, flat: jax.Array) -> dict[str, jax.Array]:
-        flat = flat.reshape(flat.shape[:-2] + self._batch_shape(flat.shape[-2]) + flat.shape[-1:])
-        return self._constrain(self._unpack(flat))
-
     def median(self, params: dict, *args, **kwargs) -> dict[str, jax.Array]:
         """Monte Carlo coordinate-wise median of each datum's :math:`u_i`, through ``biject_to``.
 
         :param params: the guide's parameters.
         :return: ``{site: array of shape (n,) + site shape}``.
         """
-        return self._constrain_flat(
-            jnp.median(self._draws(params, args, kwargs, _MEDIAN_DRAWS), 0)
-        )
+        return self.unpack_latent(jnp.median(self._draws(params, args, kwargs, _MEDIAN_DRAWS), 0))
 
     def quantiles(self, params: dict, quantiles: Sequence[float], *args, **kwargs):
         """Monte Carlo coordinate-wise quantiles per datum, pushed through ``biject_to``.
@@ -461,4 +456,4 @@ class AmortizedImplicit(AmortizedGuide):
         :return: ``{site: array of shape (len(quantiles), n) + site shape}``.
         """
         draws = self._draws(params, args, kwargs, _MEDIAN_DRAWS)
-        return self._constrain_flat(jnp.quantile(draws, jnp.asarray(quantiles), axis=0))
+        return self.unpack_latent(jnp.quantile(draws, jnp.asarray(quantiles), axis=0))

@@ -120,6 +120,6 @@ def test_arviz_from_svi():
     y = jnp.array([0.5, 1.0, 1.5])
     guide = ImplicitGuide(global_model, hidden=(8,))
     params = fit(global_model, guide, y)
-    dt = from_svi(guide, params, y, num_samples=20)
+    dt = from_svi(guide, params, model_args=(y,), num_samples=20)
     assert dt.posterior["mu"].shape[-1] == 20 or dt.posterior["mu"].size == 20
     assert "y" in dt.log_likelihood
