@@ -253,7 +253,7 @@ def test_polya_gamma_accepts_integer_shape_and_samples_finitely():
 
 @pytest.mark.parametrize("b", [1e-25, 5e9])
 def test_polya_gamma_at_an_unsupported_shape_is_refused_naming_b(b):
-    with pytest.raises(ValueError, match="'b'|b must|argument b"):
+    with pytest.raises(ValueError, match=r"'b'|b must|argument b"):
         PolyaGamma(np.array([b, b]), 0.0).sample(jax.random.key(0), (50,))
 
 
