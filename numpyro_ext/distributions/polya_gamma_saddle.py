@@ -16,7 +16,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-__all__ = ["log_density_saddle"]
+__all__ = []
 
 _NODES = 512
 _WIDTH = 16.0

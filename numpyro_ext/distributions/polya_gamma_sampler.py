@@ -51,14 +51,7 @@ from numpyro_ext.distributions.polya_gamma_series import (
     tail_factor,
 )
 
-__all__ = [
-    "MAX_B",
-    "MAX_PIECE",
-    "MIN_B",
-    "has_cpu_extension",
-    "sample_jacobi_star",
-    "sample_polya_gamma",
-]
+__all__ = ["has_cpu_extension", "sample_polya_gamma"]
 
 MAX_PIECE = 2.0
 MIN_B = 1e-12  # below, float32 proposals underflow; no count-data model has b this small

@@ -31,17 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import gammaln
 
-__all__ = [
-    "LEFT_TERMS",
-    "TAIL_TERMS",
-    "devroye_right_ratio",
-    "left_log_coefficients",
-    "left_monotone_bound",
-    "left_ratio",
-    "left_series",
-    "tail_coefficients",
-    "tail_factor",
-]
+__all__ = []
 
 LEFT_TERMS = 12
 TAIL_TERMS = 28

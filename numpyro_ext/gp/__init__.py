@@ -30,6 +30,7 @@ from numpyro_ext.gp.kernels import (
     SquaredExponential,
     Stationary,
     Sum,
+    valid_hyperparameters,
 )
 from numpyro_ext.gp.orthogonal import (
     conditional_covariances,
@@ -86,5 +87,6 @@ __all__ = [
     "random_subset_inducing",
     "solvegp_collapsed_elbo",
     "solvegp_conditional",
+    "valid_hyperparameters",
     "zonal",
 ]

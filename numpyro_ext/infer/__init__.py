@@ -22,7 +22,12 @@ from numpyro_ext.infer.density_ratio import (
 )
 from numpyro_ext.infer.polya_gamma_gibbs import PolyaGammaGibbs, PolyaGammaGibbsState
 from numpyro_ext.infer.polya_gamma_local import PolyaGammaLocalFit, polya_gamma_local_vi
-from numpyro_ext.infer.posterior_estimation import AmortizedPosterior, PosteriorFit, coverage
+from numpyro_ext.infer.posterior_estimation import (
+    AmortizedPosterior,
+    PosteriorFit,
+    coverage,
+    default_spline_flow,
+)
 
 __all__: list[str] = [
     "AdversarialELBO",
@@ -40,6 +45,7 @@ __all__: list[str] = [
     "adversarial_optimizer",
     "check_log_ratio",
     "coverage",
+    "default_spline_flow",
     "fit_density_ratio",
     "is_critic_param",
     "kl_estimate",

@@ -67,13 +67,7 @@ from numpyro_ext.infer.polya_gamma_sweep import sample_gaussian_block, sample_om
 
 _CALLER = "CollapsedPolyaGammaGibbs"
 
-__all__ = [
-    "CollapsedPolyaGammaGibbs",
-    "CollapsedPolyaGammaGibbsState",
-    "SliceResult",
-    "collapsed_log_likelihood",
-    "slice_sample",
-]
+__all__ = ["CollapsedPolyaGammaGibbs", "CollapsedPolyaGammaGibbsState"]
 
 
 class CollapsedPolyaGammaGibbsState(NamedTuple):

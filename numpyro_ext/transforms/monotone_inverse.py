@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["raise_if_not_converged", "solve_increasing"]
+__all__ = ["solve_increasing"]
 
 
 def solve_increasing(fn: Callable, target, lower, upper):
