@@ -4,7 +4,9 @@ For a model with local latents :math:`z_i` inside a named plate (one per datum :
 mean-field guide such as ``AutoNormal`` keeps separate parameters for every :math:`z_i`. An
 amortised guide instead shares one encoder :math:`f_\\phi` across the plate,
 
-.. math:: q_\\phi(z_i \\mid x_i) = q\\bigl(z_i;\\ f_\\phi(x_i)\\bigr),
+.. math::
+
+    q_\\phi(z_i \\mid x_i) = q\\bigl(z_i;\\ f_\\phi(x_i)\\bigr),
 
 so the number of parameters does not grow with the data and the guide applies to data it never
 saw (Kingma & Welling 2014; Rezende, Mohamed & Wierstra 2014; Gershman & Goodman 2014).

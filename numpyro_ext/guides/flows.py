@@ -3,7 +3,9 @@
 :class:`AutoFlow` is an :class:`~numpyro.infer.autoguide.AutoContinuous` guide, like NumPyro's
 ``AutoIAFNormal``: all latent sites are flattened into one unconstrained vector :math:`z` and
 
-.. math:: z = \\mu + \\sigma \\odot f(\\varepsilon), \\qquad \\varepsilon \\sim \\mathcal N(0, I),
+.. math::
+
+    z = \\mu + \\sigma \\odot f(\\varepsilon), \\qquad \\varepsilon \\sim \\mathcal N(0, I),
 
 with :math:`f` any flow from :mod:`numpyro_ext.transforms` started at the identity, so the
 guide starts as ``AutoNormal`` would (``loc`` from ``init_loc_fn``, scale ``init_scale``). The

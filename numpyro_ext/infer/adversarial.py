@@ -6,8 +6,10 @@ An implicit guide draws :math:`u = g_\\phi(\\varepsilon)` (or :math:`g_\\phi(x_i
 Bayes (Mescheder, Nowozin & Geiger 2017; Huszár 2017) writes the negative ELBO with a
 reference density :math:`r` that *is* known,
 
-.. math:: -\\mathcal{L}(\\phi) = \\mathbb{E}_{q_\\phi}\\bigl[\\log q_\\phi(u) - \\log r(u)
-          + \\log r(u) - \\log|J(u)| - \\log p(x, z(u))\\bigr],
+.. math::
+
+    -\\mathcal{L}(\\phi) = \\mathbb{E}_{q_\\phi}\\bigl[\\log q_\\phi(u) - \\log r(u)
+        + \\log r(u) - \\log|J(u)| - \\log p(x, z(u))\\bigr],
 
 and replaces the unknown :math:`\\log q_\\phi - \\log r` by a critic :math:`T_\\psi` trained by
 logistic regression to tell draws of :math:`q_\\phi` from draws of :math:`r` (see
@@ -140,10 +142,15 @@ class AdversarialELBO(ELBO):
     alone or in an ``AutoGuideList`` beside explicit guides (their sites enter as in
     ``Trace_ELBO``). Per particle, with :math:`s` the site's subsampling scale :math:`N / B`:
 
-    .. math:: \\text{primal} = s \\sum_i [\\bar T(\\tilde u_i) + \\log r(u_i)]
-              + \\log q_{\\text{other}} - \\log p(x, z)\\big|_{\\text{not covered by r}},
-    .. math:: \\text{critic} = \\tfrac12\\bigl(\\overline{\\operatorname{softplus}(-T(\\tilde u))}
-              + \\overline{\\operatorname{softplus}(T(v))}\\bigr),\\quad v \\sim r,
+    .. math::
+
+        \\text{primal} = s \\sum_i [\\bar T(\\tilde u_i) + \\log r(u_i)]
+            + \\log q_{\\text{other}} - \\log p(x, z)\\big|_{\\text{not covered by r}},
+
+    .. math::
+
+        \\text{critic} = \\tfrac12\\bigl(\\overline{\\operatorname{softplus}(-T(\\tilde u))}
+            + \\overline{\\operatorname{softplus}(T(v))}\\bigr),\\quad v \\sim r,
 
     where the bar is a stopped gradient, :math:`\\tilde u` the (normalised, for adaptive
     contrast) draw and the critic loss a per-datum mean (so its step size does not grow with

@@ -3,8 +3,10 @@
 A critic :math:`T_\\psi(z)` trained by logistic regression to label draws of :math:`p` as 1
 and draws of :math:`q` as 0, i.e. minimising
 
-.. math:: \\mathcal{L}(\\psi) = \\mathbb{E}_p[\\operatorname{softplus}(-T_\\psi)]
-          + \\mathbb{E}_q[\\operatorname{softplus}(T_\\psi)],
+.. math::
+
+    \\mathcal{L}(\\psi) = \\mathbb{E}_p[\\operatorname{softplus}(-T_\\psi)]
+        + \\mathbb{E}_q[\\operatorname{softplus}(T_\\psi)],
 
 is Bayes-optimal at :math:`T^*(z) = \\log p(z) - \\log q(z)` when the two classes are equally
 likely (Sugiyama, Suzuki & Kanamori 2012, ch. 4; Mohamed & Lakshminarayanan 2016). The

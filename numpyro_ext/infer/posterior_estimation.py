@@ -3,9 +3,11 @@
 Draw pairs :math:`(\\theta_j, x_j)` from the model's prior predictive and fit a conditional
 density :math:`q_\\phi(\\theta \\mid x)` by maximum likelihood,
 
-.. math:: \\max_\\phi\\ \\frac1M \\sum_j \\log q_\\phi(\\theta_j \\mid x_j)
-    \\;=\\; \\min_\\phi\\ \\mathbb{E}_{p(x)}\\,\\mathrm{KL}\\bigl(p(\\theta\\mid x)\\,\\|\\,
-    q_\\phi(\\theta\\mid x)\\bigr) + \\text{const},
+.. math::
+
+    \\max_\\phi\\ \\frac1M \\sum_j \\log q_\\phi(\\theta_j \\mid x_j)
+        \\;=\\; \\min_\\phi\\ \\mathbb{E}_{p(x)}\\,\\mathrm{KL}\\bigl(p(\\theta\\mid x)\\,\\|\\,
+        q_\\phi(\\theta\\mid x)\\bigr) + \\text{const},
 
 the forward (mass-covering) KL averaged over data sets (Papamakarios & Murray 2016, "Fast
 epsilon-free inference"; Greenberg, Nonnenmacher & Macke 2019; Radev et al. 2020, BayesFlow).
