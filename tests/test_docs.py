@@ -20,6 +20,9 @@ NO_RUN = re.compile(r"^<!--\s*no-run:\s*(.*?)\s*-->\s*$")
 # CPU seconds for a page's blocks, compilation included: small step counts keep every page
 # within it (CPU time, not wall time, so a loaded machine does not trip it).
 PAGE_BUDGET_S = 60.0
+# Pages that compile one program per capability they show: the sparse-GP page fits four guides,
+# a classifier and a spherical-feature network (102 CPU seconds measured on a quiet 2-core run).
+PAGE_BUDGETS_S = {"sparse-gp.md": 150.0}
 # Peer packages from optional extras ([nn], [bench]): a page that imports one is skipped, with
 # the reason, where it is not installed.
 OPTIONAL = frozenset({"flax", "equinox", "gpjax", "polyagamma", "flowjax", "distrax"})
@@ -92,7 +95,8 @@ def test_page_blocks_run(path, capsys):
     start = time.process_time()
     run_page(path)
     elapsed = time.process_time() - start
-    assert elapsed < PAGE_BUDGET_S, f"{path.name}: blocks took {elapsed:.0f} CPU seconds"
+    budget = PAGE_BUDGETS_S.get(path.name, PAGE_BUDGET_S)
+    assert elapsed < budget, f"{path.name}: blocks took {elapsed:.0f} CPU seconds"
     if path.name == "README.md":  # the front-page example ends with a LOO summary
         assert "elpd" in capsys.readouterr().out.lower()
 
