@@ -30,7 +30,7 @@ from numpyro_ext.infer.adversarial import ImplicitLatent
 
 __all__ = ["AmortizedImplicit", "ImplicitGuide"]
 
-_MEDIAN_DRAWS = 2000
+_QUANTILE_DRAWS = 2000
 
 
 def _mlp_init(key: jax.Array, sizes: Sequence[int], dtype, zero_last: bool) -> list[dict]:
@@ -68,33 +68,30 @@ def _flatten_rows(x: Any) -> jax.Array:
 
 
 class _ImplicitNetworks:
-    """The generator and critic of an implicit guide: user networks or default MLPs."""
+    """The generator and critic of an implicit guide: user networks or default MLPs.
 
-    def __init__(
-        self,
-        prefix,
-        generator,
-        critic,
-        generator_params,
-        critic_params,
-        hidden,
-        noise_dim,
-        init_scale,
-        batched,
-        seed,
-    ):
-        for net in (generator, critic):
-            if net is not None:
-                _encoder_kind(net)
+    Built from the default networks' options; :meth:`use` sets the user's networks.
+    """
+
+    def __init__(self, prefix, hidden, noise_dim, init_scale, seed):
+        if init_scale <= 0:
+            raise ValueError(f"init_scale must be positive, got {init_scale}")
         self.prefix = prefix
-        self.generator, self.critic = generator, critic
-        self.generator_params, self.critic_params = generator_params, critic_params
         self.hidden = tuple(hidden)
         self.noise_dim = noise_dim
         self.init_scale = init_scale
-        self.batched = batched
         self.seed = seed
         self._defaults: dict = {}
+        self.use(None, None, None, None, None)
+
+    def use(self, generator, critic, generator_params, critic_params, batched) -> None:
+        """The user's networks (``None`` for a default MLP) and their initial parameters."""
+        for net in (generator, critic):
+            if net is not None:
+                _encoder_kind(net)
+        self.generator, self.critic = generator, critic
+        self.generator_params, self.critic_params = generator_params, critic_params
+        self.batched = batched
 
     def noise_width(self, latent_dim: int) -> int:
         return max(latent_dim, 2) if self.noise_dim is None else self.noise_dim
@@ -165,7 +162,8 @@ class ImplicitGuide(AutoContinuous):
     critic (``{prefix}_critic``) maps :math:`u` (or its normalised version, under adaptive
     contrast) to a logit. Train with :class:`~numpyro_ext.infer.AdversarialELBO`.
 
-    ``median`` and ``quantiles`` are Monte Carlo estimates (2000 draws at a fixed key) of the
+    ``median`` and ``quantiles`` are Monte Carlo estimates (``num_quantile_samples`` draws at a
+    fixed key) of the
     coordinate-wise median / quantiles of :math:`u`, pushed through ``biject_to``: exact
     marginal quantiles of scalar constrained sites up to Monte Carlo error (the transforms are
     monotone), coordinates of the unconstrained vector for vector constraints.
@@ -183,6 +181,7 @@ class ImplicitGuide(AutoContinuous):
     :param prefix: parameter-name prefix.
     :param init_loc_fn: initial location strategy.
     :param seed: seed of the default networks' initial weights.
+    :param num_quantile_samples: draws behind ``median`` and ``quantiles``.
 
     >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
     >>> def model():
@@ -210,21 +209,11 @@ class ImplicitGuide(AutoContinuous):
         prefix: str = "implicit",
         init_loc_fn: Callable = init_to_median,
         seed: int = 0,
+        num_quantile_samples: int = _QUANTILE_DRAWS,
     ) -> None:
-        if init_scale <= 0:
-            raise ValueError(f"init_scale must be positive, got {init_scale}")
-        self.networks = _ImplicitNetworks(
-            prefix,
-            generator,
-            critic,
-            generator_params,
-            critic_params,
-            hidden,
-            noise_dim,
-            init_scale,
-            batched,
-            seed,
-        )
+        self.num_quantile_samples = num_quantile_samples
+        self.networks = _ImplicitNetworks(prefix, hidden, noise_dim, init_scale, seed)
+        self.networks.use(generator, critic, generator_params, critic_params, batched)
         super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn)
 
     def _get_posterior(self) -> ImplicitLatent:
@@ -266,9 +255,9 @@ class ImplicitGuide(AutoContinuous):
             ]
         )
 
-    def _draws(self, params: dict, num: int = _MEDIAN_DRAWS) -> jax.Array:
+    def _draws(self, params: dict) -> jax.Array:
         q = handlers.substitute(self._get_posterior, data=params)()
-        return q.sample(jax.random.key(0), (num,))
+        return q.sample(jax.random.key(0), (self.num_quantile_samples,))
 
     def median(self, params: dict) -> dict[str, jax.Array]:
         """Monte Carlo coordinate-wise median of :math:`u`, pushed through ``biject_to``.
@@ -317,7 +306,8 @@ class AmortizedImplicit(AmortizedGuide):
     training starts from :math:`N(0, s^2 I)` for every datum.
 
     ``median(params, *args)`` and ``quantiles(params, quantiles, *args)`` take the data and
-    are Monte Carlo estimates (2000 draws per datum, fixed key) pushed through ``biject_to``.
+    are Monte Carlo estimates (``num_quantile_samples`` draws per datum, fixed key) pushed
+    through ``biject_to``.
 
     :param model: a NumPyro model whose latents all lie in plate ``plate``.
     :param generator: network ``(B, d_x + m) -> (B, D)``; ``None`` for the default MLP.
@@ -333,6 +323,7 @@ class AmortizedImplicit(AmortizedGuide):
     :param prefix: parameter-name prefix.
     :param create_plates: as in :class:`~numpyro_ext.guides.AmortizedGuide`.
     :param seed: seed of the default networks' initial weights.
+    :param num_quantile_samples: draws per datum behind ``median`` and ``quantiles``.
 
     >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
     >>> def model(x):
@@ -365,21 +356,10 @@ class AmortizedImplicit(AmortizedGuide):
         prefix: str = "amortized",
         create_plates: Callable | None = None,
         seed: int = 0,
+        num_quantile_samples: int = _QUANTILE_DRAWS,
     ) -> None:
-        if init_scale <= 0:
-            raise ValueError(f"init_scale must be positive, got {init_scale}")
-        self.networks = _ImplicitNetworks(
-            prefix,
-            generator,
-            critic,
-            generator_params,
-            critic_params,
-            hidden,
-            noise_dim,
-            init_scale,
-            batched,
-            seed,
-        )
+        self.networks = _ImplicitNetworks(prefix, hidden, noise_dim, init_scale, seed)
+        self.networks.use(generator, critic, generator_params, critic_params, batched)
         super().__init__(
             model,
             generator if generator is not None else _flatten_rows,
@@ -390,6 +370,7 @@ class AmortizedImplicit(AmortizedGuide):
             batched=batched,
             prefix=prefix,
             create_plates=create_plates,
+            num_quantile_samples=num_quantile_samples,
         )
 
     def encode(self, x: Any) -> jax.Array:
@@ -436,9 +417,9 @@ class AmortizedImplicit(AmortizedGuide):
             parts.append(u.reshape((*batch[:1], math.prod(batch[1:]) * site.size)))
         return jnp.concatenate(parts, -1)
 
-    def _draws(self, params: dict, args: tuple, kwargs: dict, num: int) -> jax.Array:
+    def _draws(self, params: dict, args: tuple, kwargs: dict) -> jax.Array:
         q = self.get_posterior(params, *args, **kwargs)
-        return q.sample(jax.random.key(0), (num,))
+        return q.sample(jax.random.key(0), (self.num_quantile_samples,))
 
     def median(self, params: dict, *args, **kwargs) -> dict[str, jax.Array]:
         """Monte Carlo coordinate-wise median of each datum's :math:`u_i`, through ``biject_to``.
@@ -446,7 +427,7 @@ class AmortizedImplicit(AmortizedGuide):
         :param params: the guide's parameters.
         :return: ``{site: array of shape (n,) + site shape}``.
         """
-        return self.unpack_latent(jnp.median(self._draws(params, args, kwargs, _MEDIAN_DRAWS), 0))
+        return self.unpack_latent(jnp.median(self._draws(params, args, kwargs), 0))
 
     def quantiles(self, params: dict, quantiles: Sequence[float], *args, **kwargs):
         """Monte Carlo coordinate-wise quantiles per datum, pushed through ``biject_to``.
@@ -455,5 +436,5 @@ class AmortizedImplicit(AmortizedGuide):
         :param quantiles: levels in ``(0, 1)``.
         :return: ``{site: array of shape (len(quantiles), n) + site shape}``.
         """
-        draws = self._draws(params, args, kwargs, _MEDIAN_DRAWS)
+        draws = self._draws(params, args, kwargs)
         return self.unpack_latent(jnp.quantile(draws, jnp.asarray(quantiles), axis=0))

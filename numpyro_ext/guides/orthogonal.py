@@ -15,6 +15,30 @@ the same contract (``sample_posterior``, ``median``, ``quantiles``, ``predict``,
   costs :math:`O(B M_\gamma + M_\gamma^2 + M_\gamma M_\beta^2)` and no factorisation.
 
 With an empty second set both are SVGP exactly.
+
+The gesture is SVGP's: swap the guide class. SVGP and both orthogonal guides on one problem:
+
+>>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist, optax
+>>> from numpyro.infer import SVI, TraceMeanField_ELBO
+>>> from numpyro_ext.distributions import GaussianProcess
+>>> from numpyro_ext.gp import SquaredExponential
+>>> from numpyro_ext.guides import SparseGP
+>>> def model(X, y=None):
+...     f = numpyro.sample("f", GaussianProcess(SquaredExponential(), X))
+...     numpyro.sample("y", dist.Normal(f, 0.1), obs=y)
+>>> X = jnp.linspace(0.0, 1.0, 20)
+>>> for guide in (
+...     SparseGP(model, num_inducing=3),
+...     SOLVEGP(model, num_inducing=3, num_inducing_v=3),
+...     ODVGP(model, num_inducing=3, num_inducing_gamma=6),
+... ):
+...     svi = SVI(model, guide, optax.adam(0.05), TraceMeanField_ELBO())
+...     result = svi.run(jax.random.key(0), 50, X, jnp.sin(X), progress_bar=False)
+...     mean, var = guide.predict(result.params, jnp.array([0.5]))
+...     print(type(guide).__name__, mean.shape, var.shape)
+SparseGP (1,) (1,)
+SOLVEGP (1,) (1,)
+ODVGP (1,) (1,)
 """
 
 from __future__ import annotations
@@ -110,19 +134,7 @@ class SOLVEGP(_TwoSets):
     :param num_inducing_v: ``M_v`` when ``inducing_v`` is not given (0 gives SVGP).
     :param kwargs: as for :class:`SparseGP` (whitened always).
 
-    >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist, optax
-    >>> from numpyro.infer import SVI, TraceMeanField_ELBO
-    >>> from numpyro_ext.distributions import GaussianProcess
-    >>> from numpyro_ext.gp import SquaredExponential
-    >>> def model(X, y=None):
-    ...     f = numpyro.sample("f", GaussianProcess(SquaredExponential(), X))
-    ...     numpyro.sample("y", dist.Normal(f, 0.1), obs=y)
-    >>> X = jnp.linspace(0.0, 1.0, 20)
-    >>> guide = SOLVEGP(model, num_inducing=3, num_inducing_v=3)
-    >>> svi = SVI(model, guide, optax.adam(0.05), TraceMeanField_ELBO())
-    >>> result = svi.run(jax.random.key(0), 50, X, jnp.sin(X), progress_bar=False)
-    >>> guide.predict(result.params, jnp.array([0.5]))[0].shape
-    (1,)
+    Example: the module's, which fits both orthogonal guides to one problem.
     """
 
     _second = "v"
@@ -175,19 +187,7 @@ class ODVGP(_TwoSets):
         it); ``None`` uses every row. Needs inducing points as the :math:`\gamma` set.
     :param kwargs: as for :class:`SparseGP` (whitened always).
 
-    >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist, optax
-    >>> from numpyro.infer import SVI, TraceMeanField_ELBO
-    >>> from numpyro_ext.distributions import GaussianProcess
-    >>> from numpyro_ext.gp import SquaredExponential
-    >>> def model(X, y=None):
-    ...     f = numpyro.sample("f", GaussianProcess(SquaredExponential(), X))
-    ...     numpyro.sample("y", dist.Normal(f, 0.1), obs=y)
-    >>> X = jnp.linspace(0.0, 1.0, 20)
-    >>> guide = ODVGP(model, num_inducing=3, num_inducing_gamma=6)
-    >>> svi = SVI(model, guide, optax.adam(0.05), TraceMeanField_ELBO())
-    >>> result = svi.run(jax.random.key(0), 50, X, jnp.sin(X), progress_bar=False)
-    >>> guide.predict(result.params, jnp.array([0.5]))[0].shape
-    (1,)
+    Example: the module's, which fits both orthogonal guides to one problem.
     """
 
     _second = "gamma"
