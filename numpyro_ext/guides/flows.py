@@ -105,7 +105,8 @@ class AutoFlow(AutoContinuous):
             if self.latent_dim < 2:
                 raise ValueError(
                     "AutoFlow: the default spline-coupling flow needs >= 2 latent dimensions, "
-                    f"got {self.latent_dim}; use AutoNormal or pass flow="
+                    f"got latent dim = {self.latent_dim}. Consider using AutoDiagonalNormal "
+                    "instead (or pass flow=)"
                 )
             flow = neural_spline_flow(key, self.latent_dim, **self._flow_options)
         else:
