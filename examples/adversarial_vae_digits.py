@@ -41,18 +41,43 @@ def per_datum_log_joint(model, params, x, z):
     return sum(trace[s]["fn"].log_prob(trace[s]["value"]) for s in ("z", "x"))
 
 
-def held_out_log_likelihood(model, guide, params, x, key, num_fit=256, num_is=1000):
+def per_digit_log_likelihood(model, guide, params, x, key, num_fit=256, num_is=1000):
+    """The per-digit estimates behind :func:`held_out_log_likelihood`, and the effective
+    sample size of each digit's importance weights."""
     k1, k2 = jax.random.split(key)
-    draws = guide.sample_posterior(k1, params, x, sample_shape=(num_fit,))["z"]  # (S, n, 2)
+    draws = guide.sample_posterior(k1, params, x, sample_shape=(num_fit,))["z"]
     mean = draws.mean(0)
     centred = draws - mean
     cov = jnp.einsum("sni,snj->nij", centred, centred) / (num_fit - 1)
     proposal = dist.MultivariateNormal(mean, 1.5**2 * cov + 1e-4 * jnp.eye(2))
-    z = proposal.sample(k2, (num_is,))  # (K, n, 2)
+    z = proposal.sample(k2, (num_is,))
     log_w = jax.lax.map(lambda zk: per_datum_log_joint(model, params, x, zk), z)
     log_w = log_w - proposal.log_prob(z)
-    ll = jax.nn.logsumexp(log_w, 0) - jnp.log(num_is)
+    w = jax.nn.softmax(log_w, 0)
+    return jax.nn.logsumexp(log_w, 0) - jnp.log(num_is), 1.0 / jnp.sum(w**2, 0)
+
+
+def held_out_log_likelihood(model, guide, params, x, key, num_fit=256, num_is=1000):
+    """Mean held-out log p(x_i) per digit and its standard error over digits."""
+    ll, _ = per_digit_log_likelihood(model, guide, params, x, key, num_fit, num_is)
     return ll.mean(), ll.std(ddof=1) / jnp.sqrt(ll.shape[0])
+
+
+def fit(kind: str, steps: int, x_train, seed: int = 0):
+    """Train the VAE with encoder ``kind`` ("AmortizedNormal" or "AmortizedImplicit")."""
+    model, encoder = make_vae(hidden=128, seed=seed)
+    sched = optax.exponential_decay(3e-3, steps, 0.1)
+    if kind == "AmortizedNormal":
+        guide = AmortizedNormal(model, encoder, plate="data", inputs="x")
+        svi = SVI(model, guide, optax.adam(sched), Trace_ELBO())
+    else:
+        guide = AmortizedImplicit(
+            model, plate="data", inputs="x", hidden=(128,), noise_dim=8, seed=seed
+        )
+        opt = adversarial_optimizer(optax.adam(sched), optax.adam(3e-3))
+        svi = SVI(model, guide, opt, AdversarialELBO(num_critic_draws=16))
+    result = svi.run(jax.random.key(seed), steps, x_train, subsample_size=128, progress_bar=False)
+    return model, guide, result.params
 
 
 def main(steps: int, out: Path) -> None:
@@ -60,19 +85,10 @@ def main(steps: int, out: Path) -> None:
     rows = []
     fitted = {}
     for kind in ("AmortizedNormal", "AmortizedImplicit"):
-        model, encoder = make_vae(hidden=128, seed=0)
-        sched = optax.exponential_decay(3e-3, steps, 0.1)
-        if kind == "AmortizedNormal":
-            guide = AmortizedNormal(model, encoder, plate="data", inputs="x")
-            svi = SVI(model, guide, optax.adam(sched), Trace_ELBO())
-        else:
-            guide = AmortizedImplicit(model, plate="data", inputs="x", hidden=(128,), noise_dim=8)
-            opt = adversarial_optimizer(optax.adam(sched), optax.adam(3e-3))
-            svi = SVI(model, guide, opt, AdversarialELBO(num_critic_draws=16))
-        result = svi.run(jax.random.key(0), steps, x_train, subsample_size=128, progress_bar=False)
-        ll, se = held_out_log_likelihood(model, guide, result.params, x_test, jax.random.key(1))
+        model, guide, params = fit(kind, steps, x_train)
+        ll, se = held_out_log_likelihood(model, guide, params, x_test, jax.random.key(1))
         rows.append((kind, float(ll), float(se)))
-        fitted[kind] = (guide, result.params)
+        fitted[kind] = (guide, params)
         print(f"| {kind} | {float(ll):.3f} | {float(se):.3f} |", flush=True)
 
     print(f"\nheld-out log-likelihood per digit (n_test = {x_test.shape[0]}, {steps} steps)")

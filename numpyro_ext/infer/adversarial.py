@@ -18,10 +18,13 @@ logistic regression to tell draws of :math:`q_\\phi` from draws of :math:`r` (se
 
 - the prior (``adaptive_contrast=False``): :math:`r(u) = p(z(u))\\,|J(u)|`, the original AVB;
   the loss becomes :math:`\\mathbb{E}_q[T_\\psi(u) - \\log p(x \\mid z)]`;
-- adaptive contrast (default): :math:`r = N(\\hat\\mu, \\mathrm{diag}\\,\\hat\\sigma^2)` with
-  :math:`q`'s own moments (estimated from extra draws, gradient stopped); the critic sees
-  :math:`(u - \\hat\\mu) / \\hat\\sigma` against :math:`N(0, I)` and only has to learn how far
-  :math:`q` is from Gaussian, a much easier task in high dimensions (AVB section 3.3).
+- adaptive contrast (default): :math:`r = N(\\hat\\mu, \\hat\\Sigma)` with :math:`q`'s own
+  mean and covariance (estimated from extra draws, gradient stopped); the critic sees the
+  whitened draw :math:`\\hat L^{-1}(u - \\hat\\mu)`, :math:`\\hat L \\hat L^\\top = \\hat\\Sigma`,
+  against :math:`N(0, I)` and only has to learn how far :math:`q` is from Gaussian, a much
+  easier task in high dimensions (AVB section 3.3). With the full covariance the Gaussian part
+  of the entropy gradient, correlations included, comes exactly from :math:`\\log r`; with
+  ``contrast_covariance="diagonal"`` (AVB's choice) the critic must learn the correlations.
 
 One scalar for SVI: ``loss = primal + (critic_loss - stop_gradient(critic_loss))``. The primal
 term evaluates the critic with its parameters' gradient stopped, and the critic's logistic loss
@@ -164,6 +167,11 @@ class AdversarialELBO(ELBO):
     :param num_particles: draws of the guide per step.
     :param adaptive_contrast: contrast against a Gaussian with ``q``'s moments (default) or
         against the prior.
+    :param contrast_covariance: the adaptive reference's covariance: ``"full"`` (the sample
+        covariance of the draws shrunk towards its diagonal by :math:`D / (D + K)`),
+        ``"diagonal"`` (per-coordinate variances, AVB's original adaptive contrast) or
+        ``"auto"`` (default): full for a global latent, diagonal for per-datum latents, whose
+        moments come from only ``num_critic_draws`` draws per datum.
     :param num_critic_draws: draws of ``q`` (and of ``r``) per datum on which the critic takes
         its logistic loss each step; under adaptive contrast they also give the moments.
     :param vectorize_particles: as in ``Trace_ELBO``.
@@ -188,12 +196,19 @@ class AdversarialELBO(ELBO):
         num_particles: int = 1,
         *,
         adaptive_contrast: bool = True,
+        contrast_covariance: str = "auto",
         num_critic_draws: int = 32,
         vectorize_particles: bool | Callable = True,
     ) -> None:
         if num_critic_draws < 2:
             raise ValueError(f"num_critic_draws must be >= 2, got {num_critic_draws}")
+        if contrast_covariance not in ("auto", "full", "diagonal"):
+            raise ValueError(
+                "contrast_covariance must be 'auto', 'full' or 'diagonal', got "
+                f"{contrast_covariance!r}"
+            )
         self.adaptive_contrast = adaptive_contrast
+        self.contrast = contrast_covariance
         self.num_critic_draws = num_critic_draws
         super().__init__(num_particles=num_particles, vectorize_particles=vectorize_particles)
 
@@ -218,9 +233,10 @@ class AdversarialELBO(ELBO):
         guide_trace = handlers.trace(
             handlers.substitute(handlers.seed(guide, k_guide), data=params)
         ).get_trace(*args, **kwargs)
+        # seed outside replay: replayed sites already have their values and draw no key
         model_trace = handlers.trace(
             handlers.substitute(
-                handlers.replay(handlers.seed(model, k_model), guide_trace), params
+                handlers.seed(handlers.replay(model, guide_trace), k_model), params
             )
         ).get_trace(*args, **kwargs)
 
@@ -274,11 +290,10 @@ class AdversarialELBO(ELBO):
                 held = jax.lax.stop_gradient(
                     q.sample(jax.random.fold_in(k_guide, i + 1), (self.num_critic_draws,))
                 )
-                mu = jnp.mean(held, 0)
-                sd = jnp.maximum(jnp.std(held, 0, ddof=1), jnp.finfo(u.dtype).tiny ** 0.25)
-                u_in = (u - mu) / sd
-                log_r = jnp.sum(dist.Normal(mu, sd).log_prob(u), -1)
-                pos = (draws - mu) / sd
+                whiten, log_r_of = self._reference(held, full=self._full(q))
+                u_in = whiten(u)
+                log_r = log_r_of(u)
+                pos = whiten(draws)
                 neg = jax.random.normal(jax.random.fold_in(k_neg, i), draws.shape, u.dtype)
             else:
                 u_in = u
@@ -292,6 +307,51 @@ class AdversarialELBO(ELBO):
             kl = kl + scale * jnp.sum(t_primal)
             critic_loss = critic_loss + logistic_ratio_loss(t_pos, t_neg)
         return {"primal": primal, "critic": critic_loss, "kl": kl}
+
+    def _full(self, q: ImplicitLatent) -> bool:
+        if self.contrast == "auto":
+            return q.batch_shape == ()
+        return self.contrast == "full"
+
+    def _reference(self, held: jax.Array, full: bool) -> tuple[Callable, Callable]:
+        """The Gaussian reference fitted to ``held`` draws ``(K, *batch, D)`` (gradient stopped).
+
+        Returns ``whiten(u) = L^{-1}(u - mu)`` and ``log_r(u)``, with ``L`` the Cholesky factor
+        of the (shrunk) covariance, or the standard deviations when not ``full``."""
+        num, dim = held.shape[0], held.shape[-1]
+        tiny = jnp.finfo(held.dtype).tiny ** 0.25
+        mu = jnp.mean(held, 0)
+        if not full:
+            sd = jnp.maximum(jnp.std(held, 0, ddof=1), tiny)
+
+            def whiten(u):
+                return (u - mu) / sd
+
+            def log_r(u):
+                return jnp.sum(dist.Normal(mu, sd).log_prob(u), -1)
+
+            return whiten, log_r
+
+        centred = held - mu
+        cov = jnp.einsum("k...i,k...j->...ij", centred, centred) / (num - 1)
+        var = jnp.diagonal(cov, axis1=-2, axis2=-1)
+        # shrink towards the diagonal by D / (D + K): positive definite even when K <= D
+        lam = dim / (dim + num)
+        eye = jnp.eye(dim, dtype=held.dtype)
+        chol = jnp.linalg.cholesky((1 - lam) * cov + (lam * var + tiny**2)[..., None] * eye)
+        log_det = jnp.sum(jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)), -1)
+
+        def whiten(u):
+            many = u.ndim > mu.ndim  # (K, *batch, D) draws: solve with K as columns
+            r = jnp.moveaxis(u - mu, 0, -1) if many else (u - mu)[..., None]
+            w = jax.scipy.linalg.solve_triangular(chol, r, lower=True)
+            return jnp.moveaxis(w, -1, 0) if many else w[..., 0]
+
+        def log_r(u):
+            w = whiten(u)
+            return -0.5 * jnp.sum(w**2, -1) - log_det - 0.5 * dim * jnp.log(2 * jnp.pi)
+
+        return whiten, log_r
 
     def _prior_draws(self, key, model, guide_trace, covered, params, args, kwargs) -> dict:
         keep = {

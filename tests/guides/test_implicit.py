@@ -34,10 +34,16 @@ def fit(model, guide, *args, steps=5, **kwargs):
     return svi.run(jax.random.key(0), steps, *args, progress_bar=False, **kwargs).params
 
 
-def test_global_guide_contract():
+@pytest.fixture(scope="module")
+def fitted_global():
+    # one short fit shared by the tests that only read a trained global guide
     y = jnp.array([0.5, 1.0, 1.5])
     guide = ImplicitGuide(global_model, hidden=(8,))
-    params = fit(global_model, guide, y)
+    return y, guide, fit(global_model, guide, y)
+
+
+def test_global_guide_contract(fitted_global):
+    y, guide, params = fitted_global
     draws = guide.sample_posterior(jax.random.key(1), params, y, sample_shape=(5, 2))
     assert draws["mu"].shape == (5, 2) and draws["w"].shape == (5, 2, 3)
     assert jnp.all(draws["s"] > 0) and jnp.allclose(draws["w"].sum(-1), 1.0, atol=1e-5)
@@ -113,13 +119,11 @@ def test_bad_generator_output_is_named():
         fit(global_model, guide, y, steps=1)
 
 
-def test_arviz_from_svi():
+def test_arviz_from_svi(fitted_global):
     pytest.importorskip("arviz_base")
     from numpyro_ext.arviz import from_svi
 
-    y = jnp.array([0.5, 1.0, 1.5])
-    guide = ImplicitGuide(global_model, hidden=(8,))
-    params = fit(global_model, guide, y)
+    y, guide, params = fitted_global
     dt = from_svi(guide, params, model_args=(y,), num_samples=20)
     assert dt.posterior["mu"].shape[-1] == 20 or dt.posterior["mu"].size == 20
     assert "y" in dt.log_likelihood
