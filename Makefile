@@ -42,9 +42,11 @@ docs: $(STAMP)
 
 # Single-threaded XLA:CPU Eigen: its thread pool can deadlock on vmapped programs (see tests/conftest.py).
 # NUMPYRO_EXT_SITE: the math check in tests/test_docs_site.py reads the site just built.
+# --dist loadgroup: tests marked with one xdist_group (pytest-xdist's marker) run on one worker,
+# so a session fixture they share is computed once.
 test: lint docs
 	XLA_FLAGS=--xla_cpu_multi_thread_eigen=false HYPOTHESIS_PROFILE=ci MPLBACKEND=Agg \
-		NUMPYRO_EXT_SITE=site $(PY) -m pytest -n 2 --durations=15
+		NUMPYRO_EXT_SITE=site $(PY) -m pytest -n 2 --dist loadgroup --durations=40
 
 test-newest: $(STAMP_NEWEST)
 	$(VENV_NEWEST)/bin/python --version

@@ -225,14 +225,13 @@ class polya_gamma(Messenger):
     ``y_pg_omega ~ PG(b, 0)`` inside the same plates, and its likelihood becomes
     :class:`PolyaGammaLikelihood`, :math:`C(y) 2^{-b} e^{\kappa \psi - \omega \psi^2/2}`:
 
-    ==============================  ===========  ==================  ================
-    likelihood                      :math:`b`    :math:`\kappa`      :math:`C(y)`
-    ==============================  ===========  ==================  ================
-    ``Bernoulli(logits=psi)``       1            ``y - 1/2``         1
-    ``Binomial(n, logits=psi)``     ``n``        ``y - n/2``         ``binom(n, y)``
-    ``NegativeBinomialLogits(r,    ``y + r``    ``(y - r)/2``       ``binom(y+r-1, y)``
-    psi)``
-    ==============================  ===========  ==================  ================
+    ==================================  ===========  ==================  ===================
+    likelihood                          :math:`b`    :math:`\kappa`      :math:`C(y)`
+    ==================================  ===========  ==================  ===================
+    ``Bernoulli(logits=psi)``           1            ``y - 1/2``         1
+    ``Binomial(n, logits=psi)``         ``n``        ``y - n/2``         ``binom(n, y)``
+    ``NegativeBinomialLogits(r, psi)``  ``y + r``    ``(y - r)/2``       ``binom(y+r-1, y)``
+    ==================================  ===========  ==================  ===================
 
     Masks (``fn.mask``, ``handlers.mask``, ``obs_mask``), plates and ``scale`` keep applying to
     the augmented factor. Apply the handler inside ``condition`` (``polya_gamma(condition(m,

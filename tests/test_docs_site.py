@@ -17,8 +17,21 @@ import pytest
 
 ROOT = Path(__file__).parents[1]
 RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\\frac|\\mathrm|\\operatorname|\\mathcal")
+# Docstring reStructuredText that reached the page unconverted (docs_hooks/docstring_rst.py):
+# math shown as code, role prefixes, a simple table's rules. A doctest shows as nested quotes.
+RAW_RST = re.compile(r":(?:math|class|func|meth|mod|attr|data|obj|exc):|\.\. math::|={5,} +={5,}")
+DOCTEST_AS_QUOTES = "<blockquote>\n<blockquote>"
 # Pages whose math carries the most weight; each must typeset at least this many expressions.
-MATH_PAGES = {"polya-gamma": 30, "sparse-gp": 30, "augmentation": 30}
+# The API pages' math comes from docstrings (docs_hooks/docstring_rst.py).
+MATH_PAGES = {
+    "polya-gamma": 30,
+    "sparse-gp": 30,
+    "augmentation": 30,
+    "api/gp": 100,
+    "api/guides": 40,
+    "api/infer": 40,
+    "api/handlers": 10,
+}
 
 
 class VisibleText(HTMLParser):
@@ -83,6 +96,9 @@ def test_every_page_is_free_of_raw_tex(site):
     for path in site.rglob("index.html"):
         text = "".join(read(path).parts)
         assert not RAW_TEX.search(text), f"{path.relative_to(site)}: raw TeX shown"
+        leftover = RAW_RST.search(text)
+        assert not leftover, f"{path.relative_to(site)}: reStructuredText shown: {leftover[0]!r}"
+        assert DOCTEST_AS_QUOTES not in path.read_text(), f"{path.relative_to(site)}: doctest"
 
 
 def test_math_needs_no_network(site):
@@ -102,15 +118,82 @@ def test_the_check_sees_raw_tex():
     assert RAW_TEX.search("".join(parser.parts))
 
 
-def _hook():
-    pytest.importorskip("mkdocs", reason="the hook needs the [docs] extra")
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<p>logits :math:<code>\\psi</code> of a site</p>",
+        '<p>.. math::</p><div class="highlight"><pre><code>\\frac{1}{2}</code></pre></div>',
+        "<p>:class:<code>PolyaGammaLikelihood</code></p>",
+        "<p>====== ===== likelihood b ====== =====</p>",
+    ],
+)
+def test_the_check_sees_docstring_rst_left_unconverted(html):
+    """Negative control: mkdocstrings' rendering of untouched docstring forms fails the checks."""
+    parser = VisibleText()
+    parser.feed(html)
+    assert parser.katex == 0
+    assert RAW_RST.search("".join(parser.parts))
+
+
+def _docstring_rst():
+    pytest.importorskip("griffe", reason="the extension needs the [docs] extra")
+    return _load("docstring_rst")
+
+
+def test_docstring_math_becomes_arithmatex_math():
+    convert = _docstring_rst().convert
+    text = (
+        "Logits :math:`\\psi` and :math:`a\n+ b`:\n"
+        ".. math::\n\n    x = 1\n      + 2\n\n    y = 3\n\nAfter.\n"
+        ":param c: the :math:`c`.\n    .. math::\n\n        z\n"
+    )
+    assert convert(text) == (
+        "Logits \\(\\psi\\) and \\(a\n+ b\\):\n\n"
+        "\\[\nx = 1\n  + 2\n\\]\n\n\\[\ny = 3\n\\]\n\nAfter.\n"
+        ":param c: the \\(c\\).\n\n    \\[\n    z\n    \\]\n"
+    )
+    with pytest.raises(ValueError, match="no formula"):
+        convert("Text.\n.. math::\n\nAfter.")
+
+
+def test_docstring_roles_tables_and_doctests_become_markdown():
+    convert = _docstring_rst().convert
+    text = (
+        "See :class:`~numpyro_ext.transforms.Chain` and :func:`numpyro_ext.linalg.cholesky`.\n\n"
+        "=======  ===  =========\n"
+        "name     b    :math:`c`\n"
+        "=======  ===  =========\n"
+        "``one``  1    ``y -\n"
+        "              1/2``\n"
+        "two      2    3\n"
+        "=======  ===  =========\n\n"
+        ":param x: the input.\n\n"
+        ">>> 1 + 1\n2\n"
+    )
+    assert convert(text) == (
+        "See `Chain` and `numpyro_ext.linalg.cholesky`.\n\n"
+        "| name | b | \\(c\\) |\n| --- | --- | --- |\n"
+        "| ``one`` | 1 | ``y - 1/2`` |\n| two | 2 | 3 |\n\n"
+        "```pycon\n>>> 1 + 1\n2\n```\n\n"
+        ":param x: the input.\n"
+    )
+    with pytest.raises(ValueError, match="without header"):
+        convert("===  ===\na    b\n")
+
+
+def _load(name: str):
     import importlib.util
 
-    path = ROOT / "docs_hooks" / "katex_prerender.py"
-    spec = importlib.util.spec_from_file_location("katex_prerender", path)
+    path = ROOT / "docs_hooks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _hook():
+    pytest.importorskip("mkdocs", reason="the hook needs the [docs] extra")
+    return _load("katex_prerender")
 
 
 def test_bad_tex_fails_the_build_naming_page_and_expression():

@@ -2,8 +2,8 @@
 
 The collapsed density is checked against the dense Gaussian integral in the original (not
 whitened) coordinates; the slice update against a known target from exact draws; the kernel
-against a long NUTS run on the hierarchical example (the reference and the comparison helpers
-are those of ``test_polya_gamma_examples.py``).
+against a long NUTS run on the hierarchical example (the reference is the session fixture of
+``conftest.py``, the comparison helpers those of ``test_polya_gamma_examples.py``).
 """
 
 import math
@@ -22,11 +22,8 @@ from numpyro_ext.infer import CollapsedPolyaGammaGibbs
 from numpyro_ext.infer.collapsed_gibbs import collapsed_log_likelihood, slice_sample
 from numpyro_ext.infer.conjugate_terms import conjugate_terms
 from numpyro_ext.infer.gaussian_block import block_layout
-from tests.infer.test_polya_gamma_examples import (
-    assert_same_posterior,
-    hierarchical,  # noqa: F401 (the module-scoped NUTS reference fixture)
-    run,
-)
+from tests.infer.conftest import SHARES_HIERARCHICAL_REFERENCE
+from tests.infer.test_polya_gamma_examples import assert_same_posterior, run
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(12, 3))
@@ -140,7 +137,8 @@ def run_collapsed(model, args, seed, num_samples=1500, burn_in=50):
     return {k: v[:, burn_in:] for k, v in samples.items()}
 
 
-def test_hierarchical_example_collapsed_matches_nuts(hierarchical):  # noqa: F811
+@SHARES_HIERARCHICAL_REFERENCE
+def test_hierarchical_example_collapsed_matches_nuts(hierarchical):
     model, args, reference = hierarchical
     samples = run_collapsed(model, args, 5)
     assert samples["tau"].shape == (2, 1500)

@@ -12,11 +12,10 @@ from pathlib import Path
 import arviz_stats
 import jax
 import numpy as np
-import pytest
 from numpyro.infer import MCMC, NUTS, Gibbs, HMCGibbs
 
-from numpyro_ext.demo.sections.hierarchical import hierarchical_data, hierarchical_model
 from numpyro_ext.infer import PolyaGammaGibbs
+from tests.infer.conftest import SHARES_HIERARCHICAL_REFERENCE
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # two-sided normal tail beyond 4.5 sigma: 7e-6 per comparison, < 1e-3 over all comparisons here
@@ -82,15 +81,7 @@ def test_gp_classification_example_matches_nuts():
     assert_same_posterior(samples, reference, ["f"])
 
 
-@pytest.fixture(scope="module")
-def hierarchical():
-    """The hierarchical example's model on 8 groups of 8 points, and a long NUTS run on it."""
-    model = hierarchical_model()
-    args = hierarchical_data(seed=1, per_group=8)
-    reference = run(NUTS(model), args, 2, 300, 4000)
-    return model, args, reference
-
-
+@SHARES_HIERARCHICAL_REFERENCE
 def test_hierarchical_example_gibbs_composite_matches_nuts(hierarchical):
     model, args, reference = hierarchical
     kernel = Gibbs([(PolyaGammaGibbs(model), ["a", "b"]), (NUTS(model), None)])
@@ -98,6 +89,7 @@ def test_hierarchical_example_gibbs_composite_matches_nuts(hierarchical):
     assert_same_posterior(samples, reference, ["tau", "a", "b"])
 
 
+@SHARES_HIERARCHICAL_REFERENCE
 def test_hierarchical_example_hmcgibbs_matches_nuts(hierarchical):
     model, args, reference = hierarchical
     update = PolyaGammaGibbs(model).gibbs_fn(*args)
