@@ -224,6 +224,9 @@ def child(repeats: int) -> None:
 
 def run_child(devices: int, repeats: int) -> dict:
     env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices), JAX_PLATFORMS="cpu")
+    # collectives of simulated devices can stall on XLA:CPU's shared pool when devices outnumber
+    # cores; single-threaded Eigen avoids it
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false".strip()
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
     done = subprocess.run(

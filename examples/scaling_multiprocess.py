@@ -143,6 +143,9 @@ def launch(processes: int, devices: int, steps: int, timeout: float = 600) -> di
     """Start the workers, wait for them all, and return process 0's result."""
     port = free_port()
     env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices), JAX_PLATFORMS="cpu")
+    # collectives of simulated devices can stall on XLA:CPU's shared pool when devices outnumber
+    # cores; single-threaded Eigen avoids it
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false".strip()
     procs = [
         subprocess.Popen(
             [

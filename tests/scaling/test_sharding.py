@@ -30,6 +30,8 @@ ROUNDING = 1e-12  # relative: float64 sums of a few dozen terms reordered across
 
 def _run(script: Path, devices: int = 4) -> dict:
     env = dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices), JAX_PLATFORMS="cpu")
+    # tests/conftest.py has set --xla_cpu_multi_thread_eigen=false in XLA_FLAGS, inherited here:
+    # without it an all-reduce of simulated devices can stall when they outnumber the cores
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
     done = subprocess.run(
         [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=600

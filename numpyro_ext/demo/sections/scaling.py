@@ -214,6 +214,9 @@ def _child(steps: int) -> dict:
 def run(ctx: Context) -> None:
     steps = ctx.pick(300, 40)
     env = dict(os.environ, JAX_NUM_CPU_DEVICES="4", JAX_PLATFORMS="cpu")
+    # collectives of simulated devices can stall on XLA:CPU's shared pool when devices outnumber
+    # cores; single-threaded Eigen avoids it
+    env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_cpu_multi_thread_eigen=false".strip()
     command = [sys.executable, "-m", "numpyro_ext.demo.sections.scaling", str(steps)]
     with ctx.timed("child process with 4 simulated CPU devices"):
         done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
