@@ -193,10 +193,14 @@ def closed_form_scaling(mesh):
 
 if __name__ == "__main__":
     jax.config.update("jax_enable_x64", True)
-    from numpyro_ext.infer import data_mesh
+    from numpyro_ext.infer import data_mesh, shard_batch
 
     mesh = data_mesh()
     out = {"devices": jax.device_count(), "scaling": closed_form_scaling(mesh)}
+    try:  # six rows cannot be split over four devices
+        shard_batch({"x": np.zeros((6, 2))}, mesh)
+    except ValueError as error:
+        out["refused"] = str(error)
     for name, (model, guide, elbo, args) in problems().items():
         out[name] = compare(model, guide, elbo, args, mesh)
     print("RESULT " + json.dumps(out), flush=True)
