@@ -50,6 +50,7 @@ True
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -107,23 +108,31 @@ def shard_batch(batch: Any, mesh: Mesh, axis: str | None = None) -> Any:
     :return: the same pytree of sharded global arrays.
     """
     name = _axis(mesh, axis)
-    sharding = NamedSharding(mesh, P(name))
-    local_devices = len(sharding.addressable_devices)
+    sharding = _split(mesh, name)
+    multi = jax.process_count() > 1
+    local_devices = len(sharding.addressable_devices) if multi else mesh.shape[name]
+    leaves = jax.tree.leaves(batch)
+    if any(not np.shape(leaf) or np.shape(leaf)[0] % local_devices for leaf in leaves):
+        _refuse(batch, local_devices, name)
+    if not multi:
+        return jax.device_put(batch, sharding)
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
-    def put(path, leaf):
-        leaf = leaf if isinstance(leaf, jax.Array) else np.asarray(leaf)
-        where = jax.tree_util.keystr(path) or "batch"
-        if leaf.ndim == 0 or leaf.shape[0] % local_devices:
-            shape = tuple(leaf.shape)
+
+@functools.lru_cache(maxsize=32)
+def _split(mesh: Mesh, name: str) -> NamedSharding:
+    return NamedSharding(mesh, P(name))
+
+
+def _refuse(batch, local_devices: int, name: str):
+    for path, leaf in jax.tree_util.tree_flatten_with_path(batch)[0]:
+        shape = tuple(np.shape(leaf))
+        if not shape or shape[0] % local_devices:
+            where = jax.tree_util.keystr(path) or "batch"
             raise ValueError(
                 f"shard_batch: {where} has shape {shape}; its leading axis must be a "
                 f"multiple of the {local_devices} local devices on mesh axis {name!r}"
             )
-        if jax.process_count() == 1:
-            return jax.device_put(leaf, sharding)
-        return jax.make_array_from_process_local_data(sharding, leaf)
-
-    return jax.tree_util.tree_map_with_path(put, batch)
 
 
 def local_rows(n_rows: int, mesh: Mesh, axis: str | None = None) -> slice:
