@@ -198,7 +198,9 @@ def mcmc_rates(mesh, repeats: int, plain: bool) -> dict:
                     times.append(time.perf_counter() - start)
                 seconds[path].append(times[1] - times[0])
         for path, ts in seconds.items():
-            out[f"{name} {path}"] = CHAINS * 2 * DRAWS / statistics.median(ts)
+            # a loaded machine can make compile noise exceed the sampling time: no figure then
+            median = statistics.median(ts)
+            out[f"{name} {path}"] = CHAINS * 2 * DRAWS / median if median > 0 else None
     return out
 
 
@@ -234,6 +236,10 @@ def run_child(devices: int, repeats: int) -> dict:
     return json.loads(line[len("RESULT ") :])
 
 
+def _rate(value):
+    return value if value is not None else "not measured: compile noise exceeded sampling"
+
+
 def main(devices: list[int], repeats: int) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from harness import Table, environment
@@ -251,7 +257,9 @@ def main(devices: list[int], repeats: int) -> None:
     )
     for r in results:
         svi.add(r["devices"], 1e3 * r["vae"]["sharded"], 1e3 * r["svgp"]["sharded"])
-        mcmc.add(r["devices"], r["mcmc"]["PolyaGammaGibbs sharded"], r["mcmc"]["NUTS sharded"])
+        mcmc.add(
+            r["devices"], *(_rate(r["mcmc"][f"{k} sharded"]) for k in ["PolyaGammaGibbs", "NUTS"])
+        )
     svi.add("GPU", "not measured: no accelerator", "not measured: no accelerator")
     mcmc.add("GPU", "not measured: no accelerator", "not measured: no accelerator")
     svi.print()
@@ -267,7 +275,8 @@ def main(devices: list[int], repeats: int) -> None:
             overhead.add(name, 1e3 * p, 1e3 * s, s / p)
         for name in ["PolyaGammaGibbs", "NUTS"]:
             p, s = one["mcmc"][f"{name} plain"], one["mcmc"][f"{name} sharded"]
-            overhead.add(f"{name} (transitions/s)", p, s, p / s)
+            ratio = p / s if p and s else "-"
+            overhead.add(f"{name} (transitions/s)", _rate(p), _rate(s), ratio)
         overhead.print()
     print(
         "Simulated CPU devices share the same cores: these rows show the cost of sharding, "
