@@ -1,4 +1,4 @@
-"""Inference algorithms NumPyro lacks: MCMC kernels, fitting procedures and objectives."""
+"""Inference algorithms NumPyro lacks: MCMC kernels, fitting procedures, objectives, scale-out."""
 
 from numpyro_ext.infer.adversarial import (
     AdversarialELBO,
@@ -28,6 +28,14 @@ from numpyro_ext.infer.posterior_estimation import (
     coverage,
     default_spline_flow,
 )
+from numpyro_ext.infer.sharding import (
+    chain_keys,
+    data_mesh,
+    local_rows,
+    replicate,
+    shard_batch,
+    shard_batches,
+)
 
 __all__: list[str] = [
     "AdversarialELBO",
@@ -43,15 +51,21 @@ __all__: list[str] = [
     "PosteriorFit",
     "RatioCheck",
     "adversarial_optimizer",
+    "chain_keys",
     "check_log_ratio",
     "coverage",
+    "data_mesh",
     "default_spline_flow",
     "fit_density_ratio",
     "is_critic_param",
     "kl_estimate",
     "load_checkpoint",
+    "local_rows",
     "logistic_ratio_loss",
     "polya_gamma_local_vi",
+    "replicate",
     "restore_svi",
     "save_checkpoint",
+    "shard_batch",
+    "shard_batches",
 ]
