@@ -335,6 +335,10 @@ class CollapsedPolyaGammaGibbs(AugmentedModelKernel):
     :param max_proposals: the most shrinkage proposals before the current value is kept.
     :param auxiliaries: also return the Pólya-gamma auxiliaries in the samples.
     :param check: verify the conjugate structure at ``init`` (skipped under tracing).
+    :param approximate_above: ``None`` (default): exact Pólya-gamma draws, at a cost linear in
+        the shapes ``b``; a threshold ``>= 200``: larger shapes drawn by the truncated gamma
+        series (an approximation whose cost does not grow with ``b``), as in
+        :class:`~numpyro_ext.infer.PolyaGammaGibbs`.
 
     >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
     >>> from numpyro.infer import MCMC
@@ -368,8 +372,12 @@ class CollapsedPolyaGammaGibbs(AugmentedModelKernel):
         max_proposals: int = 20,
         auxiliaries: bool = False,
         check: bool = True,
+        approximate_above: float | None = None,
     ):
-        super().__init__(model, sites=sites, auxiliaries=auxiliaries, check=check)
+        super().__init__(
+            model, sites=sites, auxiliaries=auxiliaries, check=check,
+            approximate_above=approximate_above,
+        )  # fmt: skip
         if isinstance(hyperparameters, str):
             raise ValueError(
                 "CollapsedPolyaGammaGibbs: 'hyperparameters' must be a list of site names; "
@@ -551,8 +559,11 @@ class CollapsedPolyaGammaGibbs(AugmentedModelKernel):
 
         # jitted: tracing the model eagerly, op by op, takes seconds
         if is_prng_key(rng_key):
-            return jax.jit(init_one)(rng_key, init_params)
-        return jax.jit(jax.vmap(init_one))(rng_key, init_params)
+            state = jax.jit(init_one)(rng_key, init_params)
+        else:
+            state = jax.jit(jax.vmap(init_one))(rng_key, init_params)
+        self._threshold = self._shape_threshold(layout, state.terms.b)
+        return state
 
     def _update_hyperparameters(self, key, state, omega, args, kwargs, gram=None):
         """Slice-sample each unconstrained coordinate of ``u`` against the collapsed density."""
@@ -589,9 +600,8 @@ class CollapsedPolyaGammaGibbs(AugmentedModelKernel):
         z = layout.ravel(state.z)
         psi = terms.design @ z + terms.offset
         omega = sample_omega(
-            key_omega, terms.b, jnp.sqrt(terms.weight) * psi, layout.unit_b,
-            not layout.unit_b,
-        )  # fmt: skip
+            key_omega, terms.b, jnp.sqrt(terms.weight) * psi, layout.unit_b, self._threshold
+        )
         # the Gram matrix of a fixed design depends on omega only: formed once a sweep
         gram = self._gram(terms, omega) if self._fixed_design else None
         u, log_width = self._update_hyperparameters(key_hyper, state, omega, args, kwargs, gram)

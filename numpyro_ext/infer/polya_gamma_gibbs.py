@@ -26,7 +26,6 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from numpyro.infer.gibbs import conditioned, with_conditioning
 from numpyro.util import is_prng_key
 
@@ -38,8 +37,8 @@ from numpyro_ext.infer.conjugate_terms import (
     conjugate_terms,
     full_precision,
 )
-from numpyro_ext.infer.gaussian_block import BlockLayout, block_layout
-from numpyro_ext.infer.polya_gamma_sweep import LARGE_SHAPE, polya_gamma_sweep
+from numpyro_ext.infer.gaussian_block import block_layout
+from numpyro_ext.infer.polya_gamma_sweep import polya_gamma_sweep
 
 __all__ = ["PolyaGammaGibbs", "PolyaGammaGibbsState"]
 
@@ -58,15 +57,6 @@ class PolyaGammaGibbsState(NamedTuple):
     omega: jax.Array
     terms: ConjugateTerms
     rng_key: jax.Array
-
-
-def _may_have_large_shape(layout: BlockLayout, b) -> bool:
-    """Whether a sweep must compile the large-shape Pólya-gamma path."""
-    if layout.unit_b:
-        return False
-    if "negbin" in layout.kinds or not concrete(b):
-        return True
-    return bool(np.max(np.asarray(b), initial=0.0) > LARGE_SHAPE)
 
 
 _SHARED_TERMS = PolyaGammaGibbsState(0, 0, None, 0)
@@ -91,6 +81,13 @@ class PolyaGammaGibbs(AugmentedModelKernel):
     :param sites: observed sites to augment (``None``: every supported one).
     :param auxiliaries: also return the Pólya-gamma auxiliaries in the samples.
     :param check: verify the conjugate structure at ``init`` (skipped under tracing).
+    :param approximate_above: ``None`` (default): every Pólya-gamma draw is exact, at a cost
+        linear in its shape ``b`` (``ceil(b / 2)`` series pieces; ``init`` warns when a sweep
+        would sum more than a million, e.g. negative-binomial counts near ``1e6``). A
+        threshold ``>= 200``: shapes above it are drawn from the gamma series truncated after
+        64 terms plus a normal remainder with the exact mean and variance, at a cost
+        independent of ``b``; an approximation, indistinguishable from exact draws in the
+        checks of the Pólya-gamma documentation (mean, sd, Laplace transform, KS test).
 
     >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
     >>> from numpyro.infer import MCMC
@@ -112,9 +109,12 @@ class PolyaGammaGibbs(AugmentedModelKernel):
         sites: Iterable[str] | None = None,
         auxiliaries: bool = False,
         check: bool = True,
+        approximate_above: float | None = None,
     ):
-        super().__init__(model, sites=sites, auxiliaries=auxiliaries, check=check)
-        self._large_b = True
+        super().__init__(
+            model, sites=sites, auxiliaries=auxiliaries, check=check,
+            approximate_above=approximate_above,
+        )  # fmt: skip
 
     @full_precision
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
@@ -137,7 +137,7 @@ class PolyaGammaGibbs(AugmentedModelKernel):
                     check_finite(terms, layout, caller)
         else:
             terms = conjugate_terms(model, model_args, kwargs, layout, caller)
-        self._large_b = _may_have_large_shape(layout, terms.b)
+        self._threshold = self._shape_threshold(layout, terms.b)
 
         def init_one(key, params):
             key, key_z = jax.random.split(key)
@@ -159,7 +159,7 @@ class PolyaGammaGibbs(AugmentedModelKernel):
         layout = self._layout
         key, key_sweep = jax.random.split(state.rng_key)
         z, omega = polya_gamma_sweep(
-            key_sweep, layout.ravel(state.z), state.terms, layout.unit_b, self._large_b
+            key_sweep, layout.ravel(state.z), state.terms, layout.unit_b, self._threshold
         )
         return state._replace(z=self._outputs(z, omega), omega=omega, rng_key=key)
 
@@ -204,7 +204,7 @@ class PolyaGammaGibbs(AugmentedModelKernel):
             terms = conjugate_terms(model, model_args, kwargs, layout, caller)
             z, _ = polya_gamma_sweep(
                 rng_key, layout.ravel(gibbs_sites), terms, layout.unit_b,
-                _may_have_large_shape(layout, terms.b),
+                self._shape_threshold(layout, terms.b),
             )  # fmt: skip
             return layout.unravel(z)
 

@@ -1,4 +1,4 @@
-r"""One exact Pólya-gamma Gibbs sweep, as pure linear algebra on the conjugate terms.
+r"""One Pólya-gamma Gibbs sweep, as pure linear algebra on the conjugate terms.
 
 Given :class:`~numpyro_ext.infer.conjugate_terms.ConjugateTerms` (read off the model once), a
 sweep draws (Polson, Scott & Windle 2013, JASA)
@@ -17,15 +17,19 @@ Bhattacharya, Chakraborty & Mallick (2016, Biometrika): :math:`u \sim N(0, I_d)`
 :math:`\delta \sim N(0, I_n)`, :math:`\alpha = S^{-1} W (\kappa - \Omega \psi_0)`,
 :math:`v = u + A^\top S (I + S A A^\top S)^{-1} (\alpha - S A u - \delta)`.
 
-Pólya-gamma draws come from :class:`numpyro_ext.distributions.PolyaGamma`. Shapes above
-:data:`LARGE_SHAPE` (negative-binomial rows with large counts) use the gamma-series
-representation truncated after :data:`SERIES_TERMS` terms with the remainder replaced by a
-normal of the remainder's exact mean and variance; its cost does not grow with ``b``.
+Pólya-gamma draws come from :class:`numpyro_ext.distributions.PolyaGamma`, exact at every
+shape, at a cost linear in ``b`` (``ceil(b / 2)`` series-method pieces per draw). With
+``approximate_above`` set, shapes above it (negative-binomial rows with large counts) are
+drawn instead by :func:`sample_polya_gamma_large_shape`, an approximation: the gamma-series
+representation truncated after :data:`SERIES_TERMS` terms, the remainder replaced by a normal of
+its exact mean and variance, at a cost that does not grow with ``b``. Thresholds below
+:data:`LARGE_SHAPE` are refused: the approximation's accuracy was checked above it.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 
 import jax
 import jax.numpy as jnp
@@ -37,14 +41,35 @@ from numpyro_ext.infer.conjugate_terms import ConjugateTerms
 __all__ = [
     "LARGE_SHAPE",
     "SERIES_TERMS",
+    "check_approximate_above",
     "polya_gamma_sweep",
     "sample_gaussian_block",
     "sample_omega",
     "sample_polya_gamma_large_shape",
 ]
 
+#: The smallest threshold ``approximate_above`` accepts.
 LARGE_SHAPE = 200.0
+#: Exact terms of the truncated gamma series of :func:`sample_polya_gamma_large_shape`.
 SERIES_TERMS = 64
+
+
+def check_approximate_above(approximate_above: float | None, caller: str) -> float | None:
+    """Validate ``approximate_above``: ``None`` (exact draws) or a number ``>= LARGE_SHAPE``."""
+    if approximate_above is None:
+        return None
+    if isinstance(approximate_above, bool) or not isinstance(approximate_above, numbers.Real):
+        raise ValueError(
+            f"{caller}: 'approximate_above' must be None (exact Pólya-gamma draws) or a "
+            f"number >= {LARGE_SHAPE:g}; got {approximate_above!r}"
+        )
+    if not LARGE_SHAPE <= approximate_above < math.inf:
+        raise ValueError(
+            f"{caller}: 'approximate_above' must be None (exact Pólya-gamma draws) or a "
+            f"finite number >= {LARGE_SHAPE:g} (the approximation is checked above "
+            f"{LARGE_SHAPE:g}); got {approximate_above}"
+        )
+    return float(approximate_above)
 
 
 def _remainder_moments(b, c, terms: int):
@@ -68,14 +93,16 @@ def _remainder_moments(b, c, terms: int):
 
 
 def sample_polya_gamma_large_shape(key: jax.Array, b: jax.Array, c: jax.Array) -> jax.Array:
-    r"""``PG(b, c)`` draws at a cost independent of ``b`` (for large ``b``).
+    r"""Approximate ``PG(b, c)`` draws at a cost independent of ``b`` (for large ``b``).
 
     :math:`\omega = \frac{1}{2\pi^2}\sum_k g_k / ((k - 1/2)^2 + c^2/(4\pi^2))`,
     :math:`g_k \sim \mathrm{Gamma}(b, 1)` (Polson, Scott & Windle 2013, eq. 1): the first
     :data:`SERIES_TERMS` terms are drawn exactly and the remainder, a sum of many small
-    independent terms whose share of the variance is below ``1e-5``, is drawn from the normal
-    with its exact mean and variance. Mean and variance of the draw are exact to the midpoint
-    rule's ``1e-5`` relative; only the remainder's third and higher cumulants are dropped.
+    independent terms, is drawn from the normal with its exact mean and variance. Mean and
+    variance of the draw are exact to the midpoint rule's ``1e-5`` relative; only the
+    remainder's third and higher cumulants are dropped. Checked against the exact sampler at
+    ``b`` from just above :data:`LARGE_SHAPE` to ``1e6`` (mean, standard deviation, Laplace
+    transform, two-sample Kolmogorov-Smirnov test): no difference within Monte Carlo error.
 
     :param key: random key.
     :param b: shapes, ``b > 0``, 1-d.
@@ -92,7 +119,11 @@ def sample_polya_gamma_large_shape(key: jax.Array, b: jax.Array, c: jax.Array) -
 
 
 def sample_omega(
-    key: jax.Array, b: jax.Array, tilt: jax.Array, unit_b: bool = False, large_b: bool = True
+    key: jax.Array,
+    b: jax.Array,
+    tilt: jax.Array,
+    unit_b: bool = False,
+    approximate_above: float | None = None,
 ) -> jax.Array:
     """``PG(b_n, tilt_n)`` draws, all in one vectorised call (``0`` where ``b_n = 0``).
 
@@ -101,18 +132,21 @@ def sample_omega(
     :param tilt: tilts, shape ``(n,)``.
     :param unit_b: promise that every ``b`` is 1 (the sampler's ``PG(1, c)`` path is then
         chosen when the sweep is traced, not at run time).
-    :param large_b: whether some ``b`` may exceed :data:`LARGE_SHAPE` (compiles that path).
+    :param approximate_above: ``None``: every draw exact (cost linear in ``b``); a threshold
+        ``>= LARGE_SHAPE``: shapes above it are drawn by
+        :func:`sample_polya_gamma_large_shape` (an approximation whose cost does not grow
+        with ``b``).
     """
     if unit_b:
         return PolyaGamma(1.0, tilt).sample(key)
     active = b > 0
     key_small, key_large = jax.random.split(key)
-    if not large_b:
+    if approximate_above is None:
         omega = PolyaGamma(jnp.where(active, b, 1.0), tilt).sample(key_small)
         return jnp.where(active, omega, 0.0)
-    large = b > LARGE_SHAPE
+    large = b > approximate_above
     small = PolyaGamma(jnp.where(active & ~large, b, 1.0), tilt).sample(key_small)
-    big = sample_polya_gamma_large_shape(key_large, jnp.where(large, b, LARGE_SHAPE), tilt)
+    big = sample_polya_gamma_large_shape(key_large, jnp.where(large, b, approximate_above), tilt)
     return jnp.where(active, jnp.where(large, big, small), 0.0)
 
 
@@ -166,19 +200,21 @@ def polya_gamma_sweep(
     z: jax.Array,
     terms: ConjugateTerms,
     unit_b: bool = False,
-    large_b: bool = True,
+    approximate_above: float | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    r"""One exact sweep: ``omega ~ PG(b, psi)``, then ``z | omega, y`` Gaussian.
+    r"""One sweep: ``omega ~ PG(b, psi)``, then ``z | omega, y`` Gaussian (exact by default).
 
     :param key: random key.
     :param z: current flattened block, shape ``(d,)``.
     :param terms: the conjugate terms.
     :param unit_b: promise that every Pólya-gamma shape is 1 (Bernoulli sites only).
-    :param large_b: whether some shape may exceed :data:`LARGE_SHAPE`.
+    :param approximate_above: see :func:`sample_omega`; ``None`` keeps the sweep exact.
     :return: ``(z_new, omega)``.
     """
     key_omega, key_z = jax.random.split(key)
     psi = terms.design @ z + terms.offset
     # with weight w on the factor, omega | z ~ PG(b, sqrt(w) psi) (PG(b, 0) where masked)
-    omega = sample_omega(key_omega, terms.b, jnp.sqrt(terms.weight) * psi, unit_b, large_b)
+    omega = sample_omega(
+        key_omega, terms.b, jnp.sqrt(terms.weight) * psi, unit_b, approximate_above
+    )
     return sample_gaussian_block(key_z, terms, omega), omega

@@ -155,6 +155,11 @@ class AmortizedPosterior:
                 "AmortizedPosterior: parameters must be a list of site names, got the string "
                 f"{parameters!r} (write [{parameters!r}])"
             )
+        if parameters is not None and not list(parameters):
+            raise ValueError(
+                "AmortizedPosterior: parameters is empty; name at least one latent sample site "
+                "to estimate (None estimates every latent site)"
+            )
         self.model = model
         self.encoder = encoder
         self.observed = observed
@@ -183,6 +188,13 @@ class AmortizedPosterior:
             for name, site in tr.items()
             if site["type"] == "sample" and not site["is_observed"] and name != self.observed
         ]
+        if not latent_sites:
+            sites = [name for name, site in tr.items() if site["type"] == "sample"]
+            raise ValueError(
+                "AmortizedPosterior: the model has no latent sample site to estimate (its "
+                f"sample sites are {sites}, all observed or the data site {self.observed!r}); "
+                "the parameters must be drawn by numpyro.sample without obs"
+            )
         if self.parameters is not None:
             unknown = [p for p in self.parameters if p not in latent_sites]
             if unknown:
@@ -205,9 +217,20 @@ class AmortizedPosterior:
             u_shape = tuple(transform.inverse_shape(shape))
             latents[name] = _Latent(shape, u_shape, offset, math.prod(u_shape), transform)
             offset += latents[name].size
-        if not latents:
-            raise ValueError("AmortizedPosterior: the model has no latent site to estimate")
+        if offset == 0:
+            raise ValueError(
+                f"AmortizedPosterior: the parameter sites {list(latents)} have no elements "
+                "(shape with a zero); there is nothing to estimate"
+            )
         self._latents, self.latent_size = latents, offset
+
+    def _require_latents(self, caller: str) -> dict[str, _Latent]:
+        if self._latents is None:
+            raise ValueError(
+                f"AmortizedPosterior.{caller}: the parameter sites are not known yet; call "
+                "fit (or simulate) first"
+            )
+        return self._latents
 
     @property
     def latent_names(self) -> list[str]:
@@ -230,14 +253,22 @@ class AmortizedPosterior:
 
     def flatten(self, latents: dict[str, jax.Array]) -> jax.Array:
         """Constrained latents ``{site: (n,) + shape}`` to the flat unconstrained ``(n, D)``."""
+        sites = self._require_latents("flatten")
+        missing = [name for name in sites if name not in latents]
+        if missing:
+            raise ValueError(
+                f"AmortizedPosterior.flatten: latents lack the parameter sites {missing}; "
+                f"expected values for {list(sites)}, got {list(latents)}"
+            )
         parts = []
-        for name, site in self._latents.items():
+        for name, site in sites.items():
             u = site.transform.inv(latents[name])
             parts.append(u.reshape((*u.shape[: u.ndim - len(site.unconstrained_shape)], -1)))
         return jnp.concatenate(parts, -1)
 
     def unflatten(self, flat: jax.Array) -> dict[str, jax.Array]:
         """Flat unconstrained ``(..., D)`` to constrained latents ``{site: (...) + shape}``."""
+        self._require_latents("unflatten")
         batch = flat.shape[:-1]
         return {
             name: site.transform(
@@ -289,8 +320,7 @@ class AmortizedPosterior:
             them are applied to ``x`` and undone on ``theta``.
         :param x: a batch of data sets ``(n,) + data shape``.
         """
-        if self._latents is None:
-            raise ValueError("AmortizedPosterior: fit or simulate before conditioning")
+        self._require_latents("conditional")
         x = jnp.asarray(x)
         stats = params.get(STANDARDIZATION)
         if stats is not None:

@@ -284,11 +284,38 @@ def _simulator(x=None):
         ({"observed": "x"}, {"batch_size": 0}, "must be positive"),
         ({"observed": "x"}, {"validation_fraction": 1.5}, "validation_fraction"),
         ({"observed": "x"}, {"num_simulations": 0}, "must be positive"),
+        ({"observed": "x", "parameters": []}, {}, "parameters is empty"),
     ],
 )
 def test_posterior_estimation_refuses_bad_arguments(kwargs, fit_kwargs, match):
     with pytest.raises(ValueError, match=match):
         AmortizedPosterior(_simulator, **kwargs).fit(jax.random.key(0), **fit_kwargs)
+
+
+def test_posterior_estimation_refuses_a_model_without_a_parameter_site():
+    def no_parameter(x=None):
+        numpyro.sample("x", dist.Normal(0.0, 1.0).expand([2]).to_event(1), obs=x)
+
+    with pytest.raises(ValueError, match="no latent sample site to estimate"):
+        AmortizedPosterior(no_parameter, observed="x").fit(jax.random.key(0))
+
+
+# --- subsampled plates ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("size", "fails"), [(20, False), (21, True), (10**6, True)])
+def test_check_subsample_refuses_a_plate_larger_than_its_data(size, fails):
+    from numpyro_ext.subsample import check_subsample
+
+    def model(y, size):
+        with numpyro.plate("data", size, subsample_size=4) as idx:
+            numpyro.sample("y", dist.Normal(0.0, 1.0), obs=y[idx])
+
+    if fails:
+        with pytest.raises(IndexError, match=rf"plate 'data' \(size {size}, subsample_size 4\)"):
+            check_subsample(model, jnp.zeros(20), size)
+    else:
+        assert check_subsample(model, jnp.zeros(20), size) == {"data": (20, 4)}
 
 
 # --- transforms, arviz bridge ----------------------------------------------------------------

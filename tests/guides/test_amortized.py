@@ -450,6 +450,29 @@ def test_inputs_whose_size_differs_from_the_plate_raise_naming_plate_and_argumen
         handlers.seed(guide, 0)(data(1), jnp.zeros(200))
 
 
+def test_a_minibatch_plate_larger_than_the_inputs_is_refused_naming_the_plate():
+    # the model's own x[idx] would clamp past the end of x; the guide indexes x with the same
+    # indices, so its first trace compares the plate's size with the inputs' leading size
+    def minibatch_model(x, size):
+        with numpyro.plate("data", size, subsample_size=10) as idx:
+            z = numpyro.sample("z", dist.Normal(0, 1).expand([2]).to_event(1))
+            numpyro.sample("x", dist.Normal(z @ W.T, S).to_event(1), obs=x[idx])
+
+    params = {"w": jnp.zeros((3, 4)), "b": jnp.zeros(4)}
+    guide = AmortizedNormal(
+        minibatch_model, linear, plate="data", inputs="x", encoder_params=params
+    )
+    handlers.seed(guide, 0)(data(50), 50)
+    guide = AmortizedNormal(
+        minibatch_model, linear, plate="data", inputs="x", encoder_params=params
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"inputs 'x' have leading size 50 but the model's plate 'data' has size 60 \(all",
+    ):
+        handlers.seed(guide, 0)(data(50), 60)
+
+
 def deterministic_mixed_model(x):
     shift = numpyro.sample("shift", dist.Normal(0, 1).expand([3]).to_event(1))
     with numpyro.plate("data", x.shape[0]):

@@ -2,7 +2,8 @@
 
 Invalid observations are refused at trace time with an error naming the site, as the
 likelihood's own validation (NUTS) would; integer priors and binomial rows with no trials
-are valid and must work. Large negative-binomial shapes are drawn at a cost independent of b.
+are valid and must work. Large Pólya-gamma shapes are drawn exactly by default, with a warning
+when a sweep is costly; ``approximate_above`` draws them at a cost independent of b.
 """
 
 import jax
@@ -12,6 +13,7 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 from numpyro.infer import MCMC
+from scipy import stats
 
 from numpyro_ext.distributions import PolyaGamma
 from numpyro_ext.infer import CollapsedPolyaGammaGibbs, PolyaGammaGibbs, polya_gamma_local_vi
@@ -119,12 +121,14 @@ def test_masked_observations_are_not_validated():
 
 @pytest.mark.parametrize("b", [1.5 * LARGE_SHAPE, 1e6])
 def test_large_shapes_match_the_polya_gamma_laplace_transform(x64, b):
-    """Draws of PG(b, c) for b above the threshold: mean, variance and the Laplace transform at
-    a scale of t ~ 1 / sd, each within 5 Monte Carlo standard errors (sample size 4000)."""
+    """Approximate draws of PG(b, c) above the threshold: mean, variance and the Laplace
+    transform at a scale of t ~ 1 / sd, each within 5 Monte Carlo standard errors (4000 draws)."""
     c = jnp.array([0.0, 1.5, 20.0])
     num = 4000
     keys = jax.random.split(jax.random.key(1), num)
-    draws = jax.vmap(lambda k: sample_omega(k, jnp.full(3, b), c))(keys)
+    draws = jax.vmap(lambda k: sample_omega(k, jnp.full(3, b), c, approximate_above=LARGE_SHAPE))(
+        keys
+    )
     exact = PolyaGamma(b, c)
     mean, sd = np.asarray(exact.mean), np.sqrt(np.asarray(exact.variance))
     d = np.asarray(draws)
@@ -140,13 +144,69 @@ def test_large_shapes_match_the_polya_gamma_laplace_transform(x64, b):
     assert np.all(np.abs(lt - exact_lt) < 5 * se)
 
 
-def test_negative_binomial_counts_near_a_million_sweep_quickly():
-    """Before: one sweep summed ~5e5 series-method pieces per row (about 20 s)."""
+@pytest.mark.parametrize("c", [0.0, 1.5, 20.0, 300.0])
+def test_large_shape_approximation_passes_a_ks_test_against_exact_draws(x64, c):
+    """Just above the threshold (b = 201) the approximate and the exact sampler agree by a
+    two-sample KS test (20000 draws each, p > 1e-3); the same test tells the exact sampler at
+    b = 203 (1 % more) apart from it (p < 1e-3): it can fail."""
+    b, num = LARGE_SHAPE + 1, 20_000
+    bs = jnp.full(num, b)
+    cs = jnp.full(num, c)
+    approx = sample_omega(jax.random.key(2), bs, cs, approximate_above=LARGE_SHAPE)
+    exact = PolyaGamma(bs, cs).sample(jax.random.key(3))
+    assert stats.ks_2samp(np.asarray(approx), np.asarray(exact)).pvalue > 1e-3
+    shifted = PolyaGamma(bs + 2.0, cs).sample(jax.random.key(4))
+    assert stats.ks_2samp(np.asarray(approx), np.asarray(shifted)).pvalue < 1e-3
 
-    def model(x, y):
-        beta = numpyro.sample("beta", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
-        numpyro.sample("y", dist.NegativeBinomialLogits(5.0, x @ beta + 12.0), obs=y)
 
-    y = jnp.array([9.1e5, 1.2e6, 8.0e5, 1.0e6, 9.9e5]).round()
-    beta = run(PolyaGammaGibbs(model), X, y, draws=5)["beta"]
+def test_default_draws_are_exact_at_every_shape():
+    """Without approximate_above a shape above the threshold takes the exact sampler's draw."""
+    b = jnp.array([0.0, 3.0, 2.5 * LARGE_SHAPE])
+    c = jnp.array([0.5, -1.0, 2.0])
+    key = jax.random.key(5)
+    exact = PolyaGamma(jnp.where(b > 0, b, 1.0), c).sample(jax.random.split(key)[0])
+    np.testing.assert_array_equal(sample_omega(key, b, c), jnp.where(b > 0, exact, 0.0))
+    approx = sample_omega(key, b, c, approximate_above=LARGE_SHAPE)
+    np.testing.assert_array_equal(approx[:2], jnp.where(b > 0, exact, 0.0)[:2])
+    assert approx[2] != exact[2]
+
+
+def _negbin(x, y):
+    beta = numpyro.sample("beta", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
+    numpyro.sample("y", dist.NegativeBinomialLogits(5.0, x @ beta + 12.0), obs=y)
+
+
+MILLION_COUNTS = jnp.array([9.1e5, 1.2e6, 8.0e5, 1.0e6, 9.9e5]).round()
+
+
+@pytest.mark.parametrize("kernel", [PolyaGammaGibbs, CollapsedPolyaGammaGibbs])
+def test_exact_draws_of_shapes_near_a_million_are_not_a_silent_cost(kernel):
+    """Exact sweeps at counts near 1e6 sum ~2.4e6 series pieces: init says so."""
+    with pytest.warns(UserWarning, match=r"ceil\(b / 2\) series pieces each, 2.45e\+06 per sweep"):
+        kernel(_negbin).init(jax.random.key(0), 0, None, (X, MILLION_COUNTS), {})
+
+
+@pytest.mark.parametrize("approximate_above", [None, LARGE_SHAPE])
+def test_shapes_above_the_sampler_range_are_refused_naming_b(approximate_above):
+    kernel = PolyaGammaGibbs(_negbin, approximate_above=approximate_above)
+    with pytest.raises(ValueError, match=r"argument 'b' must be in the supported range"):
+        kernel.init(jax.random.key(0), 0, None, (X, MILLION_COUNTS * 20), {})
+
+
+@pytest.mark.parametrize("value", [100.0, -1.0, float("nan"), float("inf"), "fast", True])
+def test_approximate_above_refuses_thresholds_below_the_checked_range(value):
+    for kernel in (PolyaGammaGibbs, CollapsedPolyaGammaGibbs):
+        with pytest.raises(ValueError, match="'approximate_above' must be None"):
+            kernel(_negbin, approximate_above=value)
+
+
+def test_negative_binomial_counts_near_a_million_sweep_quickly_when_approximated():
+    """Exact sweeps sum ~5e5 series-method pieces per row (seconds each); the approximation
+    draws them at the cost of any other shape, without the cost warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        kernel = PolyaGammaGibbs(_negbin, approximate_above=LARGE_SHAPE)
+        beta = run(kernel, X, MILLION_COUNTS, draws=5)["beta"]
     assert bool(jnp.all(jnp.isfinite(beta)))

@@ -164,6 +164,55 @@ def test_bad_input_raises_clear_errors():
         AmortizedPosterior(simulator, observed="x", parameters="theta")
 
 
+def _no_parameter(x=None):
+    numpyro.sample("x", dist.Normal(0.0, 1.0).expand([2]).to_event(1), obs=x)
+
+
+def _observed_only(x=None):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 1.0), obs=jnp.asarray(0.5))
+    numpyro.sample("y", dist.Normal(mu, 1.0).expand([2]).to_event(1), obs=jnp.zeros(2))
+    numpyro.sample("x", dist.Normal(mu, 1.0).expand([2]).to_event(1), obs=x)
+
+
+def _empty_parameter(x=None):
+    theta = numpyro.sample("theta", dist.Normal(0.0, 1.0).expand([0]).to_event(1))
+    numpyro.sample("x", dist.Normal(theta.sum(), 1.0).expand([2]).to_event(1), obs=x)
+
+
+@pytest.mark.parametrize(
+    ("model", "match"),
+    [
+        (_no_parameter, r"no latent sample site to estimate \(its sample sites are \['x'\]"),
+        (_observed_only, r"sample sites are \['mu', 'y', 'x'\], all observed"),
+        (_empty_parameter, r"parameter sites \['theta'\] have no elements"),
+    ],
+)
+def test_a_model_without_a_parameter_is_refused_by_name(model, match):
+    npe = AmortizedPosterior(model, observed="x")
+    with pytest.raises(ValueError, match=match):
+        npe.fit(jax.random.key(0), num_simulations=20, max_epochs=1)
+    with pytest.raises(ValueError, match=match):
+        npe.rank_statistics(jax.random.key(0), {}, num_datasets=3)
+
+
+def test_an_empty_parameter_list_and_use_before_fit_are_refused_by_name():
+    with pytest.raises(ValueError, match="parameters is empty"):
+        AmortizedPosterior(simulator, observed="x", parameters=[])
+    npe = make_estimator()
+    one = {"theta": jnp.zeros((1, 2))}
+    for call, name in (
+        (lambda: npe.flatten(one), "flatten"),
+        (lambda: npe.unflatten(jnp.zeros((1, 2))), "unflatten"),
+        (lambda: npe.log_prob({}, one, jnp.zeros((1, K, 2))), "flatten"),
+        (lambda: npe.sample_posterior(jax.random.key(0), {}, jnp.zeros((1, K, 2))), "conditional"),
+    ):
+        with pytest.raises(ValueError, match=rf"AmortizedPosterior.{name}: .* call fit"):
+            call()
+    npe.simulate(jax.random.key(0), 2)
+    with pytest.raises(ValueError, match=r"lack the parameter sites \['theta'\]"):
+        npe.flatten({"mu": jnp.zeros((1, 2))})
+
+
 def test_conditional_flow_family_plugs_in(x64):
     npe = AmortizedPosterior(
         simulator,
