@@ -66,10 +66,16 @@ def _sphere_rule(n_theta, n_phi):
     return W, np.repeat(w / 2, n_phi) / n_phi  # uniform probability on S^2
 
 
-@pytest.mark.parametrize(("activation", "rtol"), [("softplus", 1e-9), ("relu", 2e-3)])
-def test_kuf_and_kuu_agree_with_quadrature_on_the_sphere(x64, activation, rtol):
+# ReLU's kink slows the product Gauss rule: its error on the unit-radius scale falls from about
+# 1e-5 to 2e-6 to 2e-7 as the rule doubles (worst of 30 feature draws at 120 x 240: 4.8e-5), so
+# ReLU gets an absolute tolerance of twice that worst case; softplus is smooth.
+@pytest.mark.parametrize(
+    ("activation", "rtol", "atol"), [("softplus", 1e-9, 0.0), ("relu", 2e-3, 1e-4)]
+)
+def test_kuf_and_kuu_agree_with_quadrature_on_the_sphere(x64, activation, rtol, atol):
     L, kernel = 6, ArcCosine(variance=0.9, bias=0.6, order=1)
-    Z = rng.normal(size=(3, 3)) * np.array([[1.0], [2.0], [0.5]])
+    # its own generator: the draw must not depend on which tests ran before in this process
+    Z = np.random.default_rng(3).normal(size=(3, 3)) * np.array([[1.0], [2.0], [0.5]])
     feat = SphericalActivationFeatures(jnp.asarray(Z), activation, L)
     W, q = _sphere_rule(40, 80) if activation == "softplus" else _sphere_rule(120, 240)
     Zh, rz = Z / np.linalg.norm(Z, axis=1, keepdims=True), np.linalg.norm(Z, axis=1)
@@ -78,11 +84,12 @@ def test_kuf_and_kuu_agree_with_quadrature_on_the_sphere(x64, activation, rtol):
     lam = 0.9 * arccos_eigenvalues(1, 3, L)
     Xt = np.concatenate([X2, np.full((7, 1), 0.6)], 1)
     rx, Xh = np.linalg.norm(Xt, axis=1), Xt / np.linalg.norm(Xt, axis=1, keepdims=True)
-    # Kuf: the projection of phi_m onto the kept levels, by quadrature, times the radii
+    # Kuf over the radii: the projection of phi_m onto the kept levels, by quadrature
     proj = sum(
         (g * q) @ zonal(W @ Xh.T, 3, L)[ell] for ell in range(L + 1) if lam[ell] > 0
     )  # (M, N)
-    np.testing.assert_allclose(feat.Kuf(kernel, X2), np.outer(rz, rx) * proj, rtol=rtol)
+    kuf = np.asarray(feat.Kuf(kernel, X2))
+    np.testing.assert_allclose(kuf / np.outer(rz, rx), proj, rtol=rtol, atol=atol)
     if activation == "relu":
         return
     # Kuu: <phi_m, phi_m'>_H = sum_l <P_l phi_m, P_l phi_m'>_L2 / lambda_l, all by quadrature
