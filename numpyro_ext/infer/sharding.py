@@ -145,7 +145,7 @@ def local_rows(n_rows: int, mesh: Mesh, axis: str | None = None) -> slice:
     :param mesh: the mesh the batch is sharded over.
     :param axis: the mesh axis; the mesh's first axis by default.
     """
-    sharding = NamedSharding(mesh, P(_axis(mesh, axis)))
+    sharding = _split(mesh, _axis(mesh, axis))
     index = sharding.addressable_devices_indices_map((n_rows,)).values()
     starts = [idx[0].indices(n_rows)[0] for idx in index]
     stops = [idx[0].indices(n_rows)[1] for idx in index]
@@ -197,7 +197,7 @@ def chain_keys(rng_key: jax.Array, num_chains: int, mesh: Mesh, axis: str | None
     if jax.process_count() == 1:
         return shard_batch(keys, mesh, axis)
     # every process computes all keys; each feeds the rows of its own devices
-    sharding = NamedSharding(mesh, P(_axis(mesh, axis)))
+    sharding = _split(mesh, _axis(mesh, axis))
     data = jax.random.key_data(keys)
     impl = jax.random.key_impl(keys)
     glob = jax.make_array_from_callback(data.shape, sharding, lambda idx: np.asarray(data[idx]))
