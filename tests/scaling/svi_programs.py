@@ -201,6 +201,17 @@ if __name__ == "__main__":
         shard_batch({"x": np.zeros((6, 2))}, mesh)
     except ValueError as error:
         out["refused"] = str(error)
+    rows = np.arange(24.0).reshape(8, 3)
+    host, device = shard_batch(rows, mesh), shard_batch(jnp.asarray(rows), mesh)
+    out["placement"] = {
+        kind: {
+            "spec": str(a.sharding.spec),
+            "shards": len(a.addressable_shards),
+            "rows_per_shard": sorted({s.data.shape[0] for s in a.addressable_shards}),
+            "equal": bool(np.array_equal(np.asarray(a), rows)),
+        }
+        for kind, a in (("host", host), ("device", device))
+    }
     for name, (model, guide, elbo, args) in problems().items():
         out[name] = compare(model, guide, elbo, args, mesh)
     print("RESULT " + json.dumps(out), flush=True)
