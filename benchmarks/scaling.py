@@ -9,13 +9,18 @@ What is timed, compile excluded:
 
 - SVI: one ``jax.jit(svi.update)`` step of an amortised VAE (``AmortizedNormal``, 64 binary
   pixels, MLP encoder and decoder, minibatch 256 of N = 10,000) and of an SVGP (``SparseGP``,
-  32 inducing points, minibatch 256), the minibatch coming from host memory each step: placed
-  with ``shard_batch`` (sharded path) or ``jnp.asarray`` (plain path); median of the repeats;
-- MCMC: ``MCMC.run`` of 8 vectorised chains (``PolyaGammaGibbs`` on a 10-coefficient logistic
-  regression with 500 rows; ``NUTS`` beside it), keys from ``chain_keys`` (sharded) or
-  ``jax.random.split`` (plain); ``MCMC.run`` recompiles its collection loop on every call, so
-  each path runs with 200 and with 600 draws after the same warm-up and the difference of the
-  two wall times (compile and warm-up cancel) gives the time of 400 transitions per chain.
+  32 inducing points, minibatch 256), the minibatch coming from host memory (NumPy) each step:
+  through ``shard_batch`` with replicated state (sharded path), handed to the jitted step as it
+  is (plain path, what a one-device program does), or through ``jnp.asarray`` first (a second
+  plain variant); median of the repeats;
+- MCMC: 8 vectorised chains (``PolyaGammaGibbs`` on a 10-coefficient logistic regression with
+  500 rows; ``NUTS`` beside it), warmed up by ``MCMC.warmup`` (500 steps, keys from
+  ``chain_keys``), then 200 post-warm-up transitions as one ``lax.scan`` of the vmapped
+  ``kernel.sample`` compiled ahead of time (``MCMC.run`` recompiles its collection loop on
+  every call, which would swamp the sampling time); sharded keys put the Pólya-gamma chain
+  state on the ``"chains"`` axis, and ``shard_batch`` places NUTS's adapted state there
+  (sharded path); ``jax.random.split`` keys keep it on one device (plain path); median of the
+  repeats.
 
 At one device the sharded and plain paths run interleaved in the same process; their ratio is
 the overhead of the sharded path, which should stay within 5 %.
@@ -26,6 +31,7 @@ the overhead of the sharded path, which should stay within 5 %.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -37,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 N, B, PIXELS, HIDDEN, LATENT = 10_000, 256, 64, 64, 2
-CHAINS, WARMUP, DRAWS = 8, 50, 200
+CHAINS, WARMUP, DRAWS = 8, 500, 200
 
 
 def _mlp_params(key, sizes):
@@ -142,6 +148,7 @@ def svi_step_times(problem, mesh, repeats: int, plain: bool) -> dict:
     # one jitted step per path: alternating input shardings on one jit would time its dispatch
     update = jax.jit(lambda s, *a: svi.update(s, *a), static_argnums=static)
     plain_update = jax.jit(lambda s, *a: svi.update(s, *a), static_argnums=static)
+    asarray_update = jax.jit(lambda s, *a: svi.update(s, *a), static_argnums=static)
     sharded_state = replicate(state, mesh)
     count = iter(range(10**9))
 
@@ -151,18 +158,25 @@ def svi_step_times(problem, mesh, repeats: int, plain: bool) -> dict:
 
     def unsharded():
         *arrays, n = batches[next(count) % 4]
-        return plain_update(state, *(jnp.asarray(a) for a in arrays), n)
+        return plain_update(state, *arrays, n)
 
-    thunks = {"sharded": sharded, "plain": unsharded} if plain else {"sharded": sharded}
+    def unsharded_asarray():
+        *arrays, n = batches[next(count) % 4]
+        return asarray_update(state, *(jnp.asarray(a) for a in arrays), n)
+
+    thunks = {"sharded": sharded}
+    if plain:
+        thunks |= {"plain": unsharded, "plain asarray": unsharded_asarray}
     return _interleaved(thunks, repeats)
 
 
 def mcmc_rates(mesh, repeats: int, plain: bool) -> dict:
-    """Transitions per second of 8 vectorised chains, compile excluded by differencing.
+    """Transitions per second of ``CHAINS`` vectorised chains after warm-up, compile excluded.
 
-    ``MCMC.run`` recompiles its loop on every call, so each path runs with ``DRAWS`` and with
-    ``3 * DRAWS`` draws (same warm-up): the compile and the warm-up cancel in the difference of
-    the two times, which is the time of ``2 * DRAWS`` transitions of every chain.
+    ``MCMC.warmup`` adapts the kernel, then the post-warm-up transitions run as one jitted
+    ``lax.scan`` of ``DRAWS`` ``kernel.sample`` steps over all chains, compiled ahead of time
+    (``MCMC.run`` recompiles its collection loop on every call). Keys from ``chain_keys`` put
+    the chain state on the ``"chains"`` axis (sharded path); split keys keep it on one device.
     """
     import jax
     import jax.numpy as jnp
@@ -170,7 +184,7 @@ def mcmc_rates(mesh, repeats: int, plain: bool) -> dict:
     import numpyro.distributions as dist
     from numpyro.infer import MCMC, NUTS
 
-    from numpyro_ext.infer import PolyaGammaGibbs, chain_keys
+    from numpyro_ext.infer import PolyaGammaGibbs, chain_keys, shard_batch
 
     def model(x, y):
         beta = numpyro.sample("beta", dist.Normal(0.0, 1.0).expand([10]).to_event(1))
@@ -179,28 +193,35 @@ def mcmc_rates(mesh, repeats: int, plain: bool) -> dict:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(500, 10))
     y = (rng.random(500) < 1 / (1 + np.exp(-x @ rng.normal(size=10) / 2))) * 1.0
-    x, y = jnp.asarray(x), jnp.asarray(y)
-    options = {"num_chains": CHAINS, "chain_method": "vectorized", "progress_bar": False}
+    args = (jnp.asarray(x), jnp.asarray(y))
     out = {}
-    for name, kernel in [("PolyaGammaGibbs", PolyaGammaGibbs), ("NUTS", NUTS)]:
-        keys = {"sharded": lambda: chain_keys(jax.random.key(0), CHAINS, mesh)}
+    for name, make_kernel in [("PolyaGammaGibbs", PolyaGammaGibbs), ("NUTS", NUTS)]:
+        keys = {"sharded": chain_keys(jax.random.key(0), CHAINS, mesh)}
         if plain:
-            keys["plain"] = lambda: jax.random.split(jax.random.key(0), CHAINS)
-        seconds = {path: [] for path in keys}
-        for _ in range(repeats):
-            for path, make in keys.items():
-                times = []
-                for draws in (DRAWS, 3 * DRAWS):
-                    mcmc = MCMC(kernel(model), num_warmup=WARMUP, num_samples=draws, **options)
-                    start = time.perf_counter()
-                    mcmc.run(make(), x, y)
-                    jax.block_until_ready(mcmc.get_samples())
-                    times.append(time.perf_counter() - start)
-                seconds[path].append(times[1] - times[0])
-        for path, ts in seconds.items():
-            # a loaded machine can make compile noise exceed the sampling time: no figure then
-            median = statistics.median(ts)
-            out[f"{name} {path}"] = CHAINS * 2 * DRAWS / median if median > 0 else None
+            keys["plain"] = jax.random.split(jax.random.key(0), CHAINS)
+        thunks = {}
+        for path, chain_key in keys.items():
+            kernel = make_kernel(model)  # one per path: init binds the kernel to its chains
+            mcmc = MCMC(kernel, num_warmup=WARMUP, num_samples=1, num_chains=CHAINS,
+                        chain_method="vectorized", progress_bar=False)  # fmt: skip
+            mcmc.warmup(chain_key, *args)
+            state = mcmc.post_warmup_state
+            if name == "NUTS" and path == "sharded":
+                # HMC's initialisation gathers the chains onto one device: split the adapted
+                # state (a leading chain axis on every leaf) over the mesh before sampling
+                state = shard_batch(state, mesh)
+            # initialised with batched keys, the kernel samples all chains in one call
+            step = functools.partial(kernel.sample, model_args=args, model_kwargs={})
+
+            def run(s, step=step):
+                return jax.lax.scan(lambda c, _: (step(c), None), s, None, length=DRAWS)[0]
+
+            thunks[path] = functools.partial(jax.jit(run).lower(state).compile(), state)
+            if path == "sharded":
+                sharding = jax.tree.leaves(state.z)[0].sharding
+                out[f"{name} state"] = str(getattr(sharding, "spec", "one device"))
+        for path, seconds in _interleaved(thunks, repeats).items():
+            out[f"{name} {path}"] = CHAINS * DRAWS / seconds
     return out
 
 
@@ -215,7 +236,7 @@ def child(repeats: int) -> None:
     result = {"devices": n, "platform": jax.default_backend()}
     result["vae"] = svi_step_times(vae, data_mesh(), repeats, plain)
     result["svgp"] = svi_step_times(svgp, data_mesh(), repeats, plain)
-    result["mcmc"] = mcmc_rates(data_mesh(axis="chains"), 2, plain)
+    result["mcmc"] = mcmc_rates(data_mesh(axis="chains"), 5, plain)
     print("RESULT " + json.dumps(result), flush=True)
 
 
@@ -236,10 +257,6 @@ def run_child(devices: int, repeats: int) -> dict:
     return json.loads(line[len("RESULT ") :])
 
 
-def _rate(value):
-    return value if value is not None else "not measured: compile noise exceeded sampling"
-
-
 def main(devices: list[int], repeats: int) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from harness import Table, environment
@@ -253,30 +270,29 @@ def main(devices: list[int], repeats: int) -> None:
     )
     mcmc = Table(
         f"MCMC, {CHAINS} vectorised chains: transitions/s (after warm-up, compile excluded)",
-        ["devices", "PolyaGammaGibbs", "NUTS"],
+        ["devices", "PolyaGammaGibbs", "NUTS", "chain state after warm-up (PG; NUTS)"],
     )
     for r in results:
         svi.add(r["devices"], 1e3 * r["vae"]["sharded"], 1e3 * r["svgp"]["sharded"])
-        mcmc.add(
-            r["devices"], *(_rate(r["mcmc"][f"{k} sharded"]) for k in ["PolyaGammaGibbs", "NUTS"])
-        )
+        kernels = ["PolyaGammaGibbs", "NUTS"]
+        state = "; ".join(r["mcmc"][f"{k} state"] for k in kernels)
+        mcmc.add(r["devices"], *(r["mcmc"][f"{k} sharded"] for k in kernels), state)
     svi.add("GPU", "not measured: no accelerator", "not measured: no accelerator")
-    mcmc.add("GPU", "not measured: no accelerator", "not measured: no accelerator")
+    mcmc.add("GPU", "not measured: no accelerator", "not measured: no accelerator", "-")
     svi.print()
     mcmc.print()
     one = next((r for r in results if r["devices"] == 1), None)
     if one is not None:
         overhead = Table(
             "Sharded path at one device against the plain path (same process, interleaved)",
-            ["workload", "plain", "sharded", "sharded / plain"],
+            ["workload", "plain", "sharded", "cost ratio sharded / plain", "plain, jnp.asarray"],
         )
         for name, key in [("VAE step (ms)", "vae"), ("SVGP step (ms)", "svgp")]:
-            p, s = one[key]["plain"], one[key]["sharded"]
-            overhead.add(name, 1e3 * p, 1e3 * s, s / p)
+            p, s, a = (one[key][k] for k in ("plain", "sharded", "plain asarray"))
+            overhead.add(name, 1e3 * p, 1e3 * s, s / p, 1e3 * a)
         for name in ["PolyaGammaGibbs", "NUTS"]:
             p, s = one["mcmc"][f"{name} plain"], one["mcmc"][f"{name} sharded"]
-            ratio = p / s if p and s else "-"
-            overhead.add(f"{name} (transitions/s)", _rate(p), _rate(s), ratio)
+            overhead.add(f"{name} (transitions/s)", p, s, p / s, "-")
         overhead.print()
     print(
         "Simulated CPU devices share the same cores: these rows show the cost of sharding, "

@@ -5,7 +5,8 @@ one vmapped program. Given per-chain keys sharded over a ``"chains"`` mesh axis
 (``chain_keys``), that program runs partitioned: each device advances its own chains, and the
 draws equal those of the unsharded run from the same keys. ``numpyro_ext.arviz.from_mcmc``
 gathers the chains of every device into one ArviZ DataTree. NUTS runs beside it for the
-posterior it should agree with.
+posterior it should agree with, warmed up on one device and sampled with its adapted state split
+over the devices by ``shard_batch``.
 
 Without a GPU the script simulates four CPU devices (``JAX_NUM_CPU_DEVICES=4``, set before JAX
 starts); they share the machine's cores, so the times show overhead, not a speed-up.
@@ -36,7 +37,7 @@ from numpyro.infer import MCMC, NUTS
 
 from numpyro_ext.arviz import from_mcmc
 from numpyro_ext.demo.sections.scaling import logistic_chains, plot_chains
-from numpyro_ext.infer import chain_keys, data_mesh
+from numpyro_ext.infer import data_mesh, shard_batch
 
 
 def main(out: Path, chains: int, draws: int) -> None:
@@ -60,7 +61,11 @@ def main(out: Path, chains: int, draws: int) -> None:
 
     nuts = MCMC(NUTS(runs["sharded"][0].sampler.model), num_warmup=300, num_samples=draws,
                 num_chains=chains, chain_method="vectorized", progress_bar=False)  # fmt: skip
-    nuts.run(chain_keys(jax.random.key(1), chains, mesh), *args)
+    # HMC's initialisation gathers the chains onto one device: warm up there, then split the
+    # adapted state over the mesh so that sampling runs partitioned
+    nuts.warmup(jax.random.key(1), *args)
+    nuts.post_warmup_state = shard_batch(nuts.post_warmup_state, mesh)
+    nuts.run(nuts.post_warmup_state.rng_key, *args)
     nuts_tree = from_mcmc(nuts, model_args=args, coords={"coef": ["intercept", "x1", "x2"]},
                           dims={"beta": ["coef"]})  # fmt: skip
     print("NUTS beside it:")

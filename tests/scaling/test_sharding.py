@@ -78,6 +78,17 @@ def test_plate_scaling_is_exact_under_sharding(svi):
     assert s["scaled"] / s["unscaled"] == pytest.approx(1000 / 8, rel=ROUNDING)
 
 
+def test_host_and_device_batches_are_split_alike(svi):
+    """NumPy rows (placed by a jitted identity) and device rows (jax.device_put) alike."""
+    for kind in ("host", "device"):
+        assert svi["placement"][kind] == {
+            "spec": "P('data',)",
+            "shards": 4,
+            "rows_per_shard": [2],
+            "equal": True,
+        }
+
+
 def test_a_batch_the_devices_cannot_split_is_refused_by_name(svi):
     assert svi["refused"] == (
         "shard_batch: ['x'] has shape (6, 2); its leading axis must be a multiple of the "
@@ -85,7 +96,7 @@ def test_a_batch_the_devices_cannot_split_is_refused_by_name(svi):
     )
 
 
-@pytest.mark.parametrize("kernel", ["PolyaGammaGibbs", "CollapsedPolyaGammaGibbs"])
+@pytest.mark.parametrize("kernel", ["PolyaGammaGibbs", "CollapsedPolyaGammaGibbs", "NUTS"])
 def test_sharded_chains_give_the_draws_of_unsharded_chains(chains, kernel):
     r = chains[kernel]
     assert r["devices_holding_draws"] == 4 and r["chains_per_device"] == 2
@@ -122,6 +133,15 @@ def test_two_processes_under_jax_distributed_give_the_single_process_result(x64)
 def test_shard_batch_refuses_a_leading_axis_the_devices_cannot_split():
     with pytest.raises(ValueError, match=r"\['x'\] has shape \(\); its leading axis"):
         shard_batch({"x": np.float64(1.0)}, data_mesh())
+
+
+def test_one_device_returns_host_rows_as_they_are_and_places_device_rows():
+    mesh = data_mesh(1)
+    rows = np.ones((4, 2))
+    assert shard_batch({"x": rows}, mesh)["x"] is rows  # the jitted step places them
+    placed = shard_batch({"x": jax.numpy.asarray(rows)}, mesh)["x"]
+    assert isinstance(placed.sharding, jax.sharding.NamedSharding)
+    assert placed.sharding.spec == jax.sharding.PartitionSpec("data")
 
 
 def test_data_mesh_refuses_more_devices_than_jax_sees():
