@@ -374,7 +374,9 @@ def _sweep_row(X, y, trials, chains: int) -> tuple[float, float, float, float]:
     kernel = PolyaGammaGibbs(_binomial_regression(trials))
     keys = jax.random.key(0) if chains == 1 else jax.random.split(jax.random.key(0), chains)
     state = kernel.init(keys, 0, None, (X, y), {})
-    length = max(5, min(200, 2_000_000 // (n * d * chains)))
+    # at least 20 sweeps a call: the state (the n x d design and A among it) is copied into the
+    # loop once per call, which a 5-sweep scan at n = 10^4, d = 100 would charge at 10% a sweep
+    length = max(20, min(200, 2_000_000 // (n * d * chains)))
     sweep = _compiled_scan(lambda k, s: kernel.sample(s, (X, y), {}), state, length)
     b = 1.0 if trials is None else trials
     # the tilts of a posterior-like state: |psi| of order 1, as in the sweep
