@@ -32,9 +32,10 @@ between neighbours, condition number about 19), the regression users fit most of
 
 The ``sweep`` table times one PolyaGammaGibbs sweep (inside a jitted ``lax.scan``) against the
 cost of its unavoidable parts, measured the same way in the same process, interleaved, minimum
-over seven rounds: the ``n`` Pólya-gamma draws (``PolyaGamma(b, c).sample``) and one ``d x d``
-Cholesky factorisation, for unit ``b``
-(Bernoulli) and ``b = 3`` (Binomial), one chain and eight vectorised chains. The ``rerun`` table
+over seven rounds: the ``n`` Pólya-gamma draws (``PolyaGamma(b, c).sample``), one ``d x d``
+Cholesky factorisation and the Gram product ``A^T W Omega A`` (``n d^2`` multiply-adds, which
+no exact sweep can skip while ``Omega`` changes), for unit ``b`` (Bernoulli) and ``b = 3``
+(Binomial), one chain and eight vectorised chains. The ``rerun`` table
 measures what ``MCMC.run`` costs per call beyond sampling (it compiles its collection loop on
 every call).
 
@@ -366,13 +367,16 @@ def _binomial_regression(trials):
     return model
 
 
-def _sweep_row(X, y, trials, chains: int) -> tuple[float, float, float]:
-    """Seconds per sweep, per ``n`` PG draws and per ``d x d`` Cholesky (all chains)."""
+def _sweep_row(X, y, trials, chains: int) -> tuple[float, float, float, float]:
+    """Seconds per sweep, per ``n`` PG draws, per ``d x d`` Cholesky and per Gram product
+    ``A^T W Omega A`` (all chains)."""
     n, d = X.shape
     kernel = PolyaGammaGibbs(_binomial_regression(trials))
     keys = jax.random.key(0) if chains == 1 else jax.random.split(jax.random.key(0), chains)
     state = kernel.init(keys, 0, None, (X, y), {})
-    length = max(5, min(200, 2_000_000 // (n * d * chains)))
+    # at least 20 sweeps a call: the state (the n x d design and A among it) is copied into the
+    # loop once per call, which a 5-sweep scan at n = 10^4, d = 100 would charge at 10% a sweep
+    length = max(20, min(200, 2_000_000 // (n * d * chains)))
     sweep = _compiled_scan(lambda k, s: kernel.sample(s, (X, y), {}), state, length)
     b = 1.0 if trials is None else trials
     # the tilts of a posterior-like state: |psi| of order 1, as in the sweep
@@ -388,7 +392,18 @@ def _sweep_row(X, y, trials, chains: int) -> tuple[float, float, float]:
         return P + 1e-6 * jnp.linalg.cholesky(P)
 
     chol_thunk = _compiled_scan(chol, 2.0 * eye, length)
-    return tuple(_interleaved_minimum([sweep, pg, chol_thunk], length))
+    A = state.terms.whitened
+
+    @jax.vmap
+    def gram_one(w):
+        return jnp.sum(A.T @ (w[:, None] * A))
+
+    def gram(k, w):
+        with jax.default_matmul_precision("highest"):  # as in the sweep
+            return w + 1e-9 * gram_one(w)[:, None]
+
+    gram_thunk = _compiled_scan(gram, jnp.abs(tilts) + 0.1, length)
+    return tuple(_interleaved_minimum([sweep, pg, chol_thunk, gram_thunk], length))
 
 
 def sweep_table(sizes=((100, 10), (10_000, 100), (1_000, 30), (100, 100))) -> None:
@@ -396,7 +411,8 @@ def sweep_table(sizes=((100, 10), (10_000, 100), (1_000, 30), (100, 100))) -> No
     table = Table(
         "PolyaGammaGibbs sweep against its parts (jitted scans, compile excluded)",
         ["n", "d", "b", "chains", "sweep (us)", "PG draws (us)", "d x d Cholesky (us)",
-         "sweep / (draws + Cholesky)"],
+         "Gram product (us)", "sweep / (draws + Cholesky)",
+         "sweep / (draws + Cholesky + Gram)"],
     )  # fmt: skip
     rng = np.random.default_rng(0)
     for n, d in sizes:
@@ -405,9 +421,10 @@ def sweep_table(sizes=((100, 10), (10_000, 100), (1_000, 30), (100, 100))) -> No
             y = rng.binomial(1 if trials is None else 3, 0.5, size=n)
             y = jnp.asarray(y, jnp.float32)
             for chains in (1, NUM_CHAINS_VECTORISED):
-                sweep, pg, ch = _sweep_row(X, y, trials, chains)
+                sweep, pg, ch, gram = _sweep_row(X, y, trials, chains)
                 row = (n, d, "1" if trials is None else "3", chains, sweep * 1e6, pg * 1e6,
-                       ch * 1e6, sweep / (pg + ch))  # fmt: skip
+                       ch * 1e6, gram * 1e6, sweep / (pg + ch),
+                       sweep / (pg + ch + gram))  # fmt: skip
                 table.add(*row)
                 print(*row, flush=True)
     table.print()

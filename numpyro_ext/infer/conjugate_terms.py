@@ -93,7 +93,8 @@ class ConjugateTerms(NamedTuple):
 
     def whitened_rhs(self, omega: jax.Array) -> jax.Array:
         """``r = A^T W (kappa - Omega psi_0)``."""
-        return self.whitened.T @ (self.weight * (self.kappa - omega * self.whitened_offset))
+        # u @ A contracts A's rows in place; A.T @ u would copy A transposed at every call
+        return (self.weight * (self.kappa - omega * self.whitened_offset)) @ self.whitened
 
     def whitened_conditional(self, omega: jax.Array) -> tuple[jax.Array, jax.Array]:
         r"""``(L_P, r)`` with ``v | omega ~ N(P^{-1} r, P^{-1})`` in the whitened coordinates.
@@ -104,7 +105,9 @@ class ConjugateTerms(NamedTuple):
         """
         A = self.whitened
         precision = jnp.eye(A.shape[1], dtype=A.dtype) + A.T @ ((self.weight * omega)[:, None] * A)
-        return jnp.linalg.cholesky(precision), self.whitened_rhs(omega)
+        # the factorisation reads only the lower triangle: no symmetrising copy of P
+        chol = jax.lax.linalg.cholesky(precision, symmetrize_input=False)
+        return chol, self.whitened_rhs(omega)
 
 
 class AugmentedTerms(NamedTuple):

@@ -168,7 +168,7 @@ def sample_gaussian_block(key: jax.Array, terms: ConjugateTerms, omega: jax.Arra
         chol, rhs = terms.whitened_conditional(omega)
         noise = jax.random.normal(key, rhs.shape, rhs.dtype)
         half = solve_triangular(chol, rhs, lower=True) + noise
-        v = solve_triangular(chol.T, half, lower=False)
+        v = solve_triangular(chol, half, trans=1, lower=True)  # L_P^-T without a copy of L_P^T
     return terms.loc + terms.scale_tril @ v
 
 

@@ -217,3 +217,56 @@ def test_gaussian_block_draws_have_the_exact_conditional_moments(x64, n, d):
     assert np.all(np.abs(z.mean(0) - mean) < 5 * sd / np.sqrt(num))
     se_cov = np.sqrt((np.outer(sd**2, sd**2) + cov**2) / num)
     assert np.all(np.abs(np.cov(z.T) - cov) < 5 * se_cov)
+
+
+def _random_terms(n, d, seed=4):
+    from numpyro_ext.infer.conjugate_terms import ConjugateTerms
+
+    rng = np.random.default_rng(seed)
+    X = jnp.asarray(rng.normal(size=(n, d)))
+    L = jnp.asarray(np.linalg.cholesky(np.eye(d) + 0.5))
+    loc, offset = jnp.asarray(rng.normal(size=d)), jnp.asarray(rng.normal(size=n))
+    kappa = jnp.asarray(rng.uniform(-0.5, 0.5, size=n))
+    weight = jnp.asarray(rng.uniform(0.5, 1.5, size=n))
+    terms = ConjugateTerms(loc, L, X, offset, jnp.ones(n), kappa, weight, jnp.zeros(n), X @ L,
+                           X @ loc + offset)  # fmt: skip
+    return terms, jnp.asarray(rng.uniform(0.1, 0.5, size=n))
+
+
+def test_whitened_conditional_factors_the_precision_and_forms_the_rhs(x64):
+    """``L_P L_P^T = I + A^T W Omega A`` and ``r = A^T W (kappa - Omega psi_0)`` to rounding,
+    from the lower triangle alone; the same comparison at another omega fails (the check is not
+    vacuous)."""
+    terms, omega = _random_terms(7, 4)
+    A, w = np.asarray(terms.whitened), np.asarray(terms.weight)
+
+    def dense(om):
+        P = np.eye(4) + A.T @ ((w * om)[:, None] * A)
+        r = A.T @ (w * (np.asarray(terms.kappa) - om * np.asarray(terms.whitened_offset)))
+        return P, r
+
+    chol, rhs = (np.asarray(x) for x in terms.whitened_conditional(omega))
+    P, r = dense(np.asarray(omega))
+    np.testing.assert_allclose(np.triu(chol, 1), 0.0)
+    np.testing.assert_allclose(chol @ chol.T, P, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rhs, r, rtol=1e-12, atol=1e-12)
+    P_other, r_other = dense(np.asarray(omega) * 1.01)
+    assert not np.allclose(chol @ chol.T, P_other, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(rhs, r_other, rtol=1e-6, atol=1e-6)
+
+
+def _transposes(jaxpr) -> int:
+    return sum(eqn.primitive.name == "transpose" for eqn in jaxpr.eqns)
+
+
+def test_the_rhs_contracts_the_design_in_place():
+    """``r = u^T A`` reads the ``n x d`` matrix as stored: ``A^T u`` written literally transposes
+    it first, which XLA:CPU compiled to a copy of ``A`` at every sweep (counted as the control)."""
+    terms, omega = _random_terms(64, 8)
+    rhs = jax.make_jaxpr(terms.whitened_rhs)(omega)
+    assert _transposes(rhs.jaxpr) == 0
+    u = terms.weight * (terms.kappa - omega * terms.whitened_offset)
+    literal = jax.make_jaxpr(lambda u: terms.whitened.T @ u)(u)
+    assert _transposes(literal.jaxpr) == 1
+    np.testing.assert_allclose(jax.jit(terms.whitened_rhs)(omega), terms.whitened.T @ u,
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
