@@ -107,6 +107,31 @@ def zonal(t, D: int, L: int):
     return xp.stack(out)
 
 
+def _zonal_sum(t: jax.Array, D: int, weights: np.ndarray) -> jax.Array:
+    r""":math:`\sum_\ell w_\ell Z_\ell(t)` for constant weights, summed along the recurrence.
+
+    The same recurrence as :func:`zonal`, with no stack of the :math:`L + 1` levels: XLA fuses
+    the unrolled chain into one elementwise pass over ``t``; levels with zero weight are
+    skipped in the sum.
+    """
+    alpha = (D - 2) / 2
+    acc = float(weights[0]) * jnp.ones_like(t)
+    prev, cur = jnp.ones_like(t), (t if alpha == 0 else 2 * alpha * t)
+    for ell in range(1, len(weights)):
+        w = float(weights[ell])
+        if w:
+            acc = acc + w * (2 * cur if alpha == 0 else (ell + alpha) / alpha * cur)
+        if ell + 1 < len(weights):
+            if alpha == 0:
+                prev, cur = cur, 2 * t * cur - prev
+            else:
+                prev, cur = (
+                    cur,
+                    (2 * t * (ell + alpha) * cur - (ell + 2 * alpha - 1) * prev) / (ell + 1),
+                )
+    return acc
+
+
 def _half_rules(D: int, nodes: int):
     """Nodes and weights of :math:`\\int_{-1}^1 g(t) p(t) dt` split at 0 (Gauss-Jacobi)."""
     a = (D - 2) / 2 - 0.5
@@ -230,10 +255,9 @@ class ArcCosine(Kernel):
         U1, r1 = _augment(X1, self.bias)
         U2, r2 = _augment(X2, self.bias)
         D = U1.shape[-1]
-        lam = jnp.asarray(arccos_eigenvalues(self.order, D, truncation), U1.dtype)
-        Z = zonal(jnp.clip(U1 @ U2.T, -1.0, 1.0), D, truncation)
-        radial = jnp.outer(r1, r2) ** self.order
-        return self.variance * radial * jnp.tensordot(lam, Z, 1)
+        lam = arccos_eigenvalues(self.order, D, truncation)
+        series = _zonal_sum(jnp.clip(U1 @ U2.T, -1.0, 1.0), D, lam)
+        return self.variance * jnp.outer(r1, r2) ** self.order * series
 
 
 @pytree_dataclass
@@ -282,9 +306,8 @@ class SphericalActivationFeatures(InducingVariables):
 
     def Kuu(self, kernel):
         U, rz, D, _, w = self._terms(kernel)
-        Zl = zonal(jnp.clip(U @ U.T, -1.0, 1.0), D, self.truncation)
-        radial = jnp.outer(rz, rz) ** kernel.order
-        return radial * jnp.tensordot(jnp.asarray(w, U.dtype), Zl, 1) / kernel.variance
+        series = _zonal_sum(jnp.clip(U @ U.T, -1.0, 1.0), D, w)
+        return jnp.outer(rz, rz) ** kernel.order * series / kernel.variance
 
     def Kuf(self, kernel, X):
         U, rz, D, sig, _ = self._terms(kernel)
@@ -294,9 +317,8 @@ class SphericalActivationFeatures(InducingVariables):
                 f"SphericalActivationFeatures: Z has D={D} columns, so inputs need "
                 f"{D - 1} columns (the bias is appended), got {Xh.shape[-1] - 1}"
             )
-        Zl = zonal(jnp.clip(U @ Xh.T, -1.0, 1.0), D, self.truncation)
-        radial = jnp.outer(rz, rx) ** kernel.order
-        return radial * jnp.tensordot(jnp.asarray(sig, U.dtype), Zl, 1)
+        series = _zonal_sum(jnp.clip(U @ Xh.T, -1.0, 1.0), D, sig)
+        return jnp.outer(rz, rx) ** kernel.order * series
 
     def hidden(self, kernel: ArcCosine, X: jax.Array) -> jax.Array:
         """Hidden-unit outputs :math:`\\phi_m(x)`, ``(N, M)`` (the truncated expansion)."""

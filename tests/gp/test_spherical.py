@@ -47,6 +47,19 @@ def test_truncated_expansion_converges_to_the_closed_form_arc_cosine_kernel(x64,
     assert errors[-1] < {0: 2e-2, 1: 1e-4, 2: 1e-5}[order]
 
 
+@pytest.mark.parametrize("D", [2, 3, 9])
+def test_fused_zonal_sum_equals_the_weighted_stack_of_levels(x64, D):
+    from numpyro_ext.gp.spherical import _zonal_sum
+
+    gen = np.random.default_rng(3)
+    t = jnp.asarray(np.clip(gen.uniform(-1.0, 1.0, (5, 6)), -1.0, 1.0))
+    w = gen.normal(size=11) * (np.arange(11) % 3 != 2)  # some levels weigh nothing
+    expected = np.tensordot(w, np.asarray(zonal(t, D, 10)), 1)
+    np.testing.assert_allclose(_zonal_sum(t, D, w), expected, rtol=1e-12, atol=1e-12)
+    # negative control: dropping the top level is seen
+    assert np.max(np.abs(_zonal_sum(t, D, w[:-1]) - expected)) > 1e-3
+
+
 def test_odd_relu_levels_above_one_vanish_and_the_even_ones_do_not():
     for D in (2, 3, 6):
         s = activation_coefficients("relu", D, 12)
