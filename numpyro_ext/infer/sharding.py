@@ -170,7 +170,8 @@ def local_rows(n_rows: int, mesh: Mesh, axis: str | None = None) -> slice:
 def shard_batches(batches: Iterable[Any], mesh: Mesh, axis: str | None = None) -> Iterator[Any]:
     """Apply :func:`shard_batch` to each batch an iterable yields, lazily.
 
-    Transfers are asynchronous, so the next batch is placed while the current step runs.
+    Transfers are asynchronous, so on several devices the next batch is placed while the
+    current step runs.
     """
     for batch in batches:
         yield shard_batch(batch, mesh, axis)
