@@ -48,6 +48,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import operator
 from collections.abc import Callable
 
 import jax
@@ -91,45 +92,34 @@ def zonal(t, D: int, L: int):
     if D < 2:
         raise ValueError(f"zonal: the sphere needs D >= 2 ambient dimensions, got {D}")
     xp = jnp if isinstance(t, jax.Array) else np
-    t = xp.asarray(t)
+    return xp.stack(list(_levels(xp.asarray(t), D, L, xp)))
+
+
+def _levels(t, D: int, L: int, xp=jnp):
+    r""":math:`Z_0(t), \dots, Z_L(t)` one at a time, by the Gegenbauer three-term recurrence."""
     alpha = (D - 2) / 2
-    out = [xp.ones_like(t)]
+    yield xp.ones_like(t)
     if alpha == 0:  # Chebyshev: Z_l = 2 T_l
         prev, cur = xp.ones_like(t), t
         for _ in range(1, L + 1):
-            out.append(2 * cur)
+            yield 2 * cur
             prev, cur = cur, 2 * t * cur - prev
-        return xp.stack(out)
+        return
     prev, cur = xp.ones_like(t), 2 * alpha * t  # C_0, C_1
     for ell in range(1, L + 1):
-        out.append((ell + alpha) / alpha * cur)
+        yield (ell + alpha) / alpha * cur
         prev, cur = cur, (2 * t * (ell + alpha) * cur - (ell + 2 * alpha - 1) * prev) / (ell + 1)
-    return xp.stack(out)
 
 
 def _zonal_sum(t: jax.Array, D: int, weights: np.ndarray) -> jax.Array:
     r""":math:`\sum_\ell w_\ell Z_\ell(t)` for constant weights, summed along the recurrence.
 
-    The same recurrence as :func:`zonal`, with no stack of the :math:`L + 1` levels: XLA fuses
-    the unrolled chain into one elementwise pass over ``t``; levels with zero weight are
-    skipped in the sum.
+    No stack of the :math:`L + 1` levels: XLA fuses the unrolled recurrence and the sum into one
+    elementwise pass over ``t``; levels with zero weight are left out of the sum.
     """
-    alpha = (D - 2) / 2
-    acc = float(weights[0]) * jnp.ones_like(t)
-    prev, cur = jnp.ones_like(t), (t if alpha == 0 else 2 * alpha * t)
-    for ell in range(1, len(weights)):
-        w = float(weights[ell])
-        if w:
-            acc = acc + w * (2 * cur if alpha == 0 else (ell + alpha) / alpha * cur)
-        if ell + 1 < len(weights):
-            if alpha == 0:
-                prev, cur = cur, 2 * t * cur - prev
-            else:
-                prev, cur = (
-                    cur,
-                    (2 * t * (ell + alpha) * cur - (ell + 2 * alpha - 1) * prev) / (ell + 1),
-                )
-    return acc
+    levels = _levels(t, D, len(weights) - 1)
+    terms = [float(w) * z for w, z in zip(weights, levels, strict=True) if w]
+    return functools.reduce(operator.add, terms) if terms else jnp.zeros_like(t)
 
 
 def _half_rules(D: int, nodes: int):
