@@ -15,9 +15,9 @@ What is timed, compile excluded:
   plain variant); median of the repeats;
 - MCMC: 8 vectorised chains (``PolyaGammaGibbs`` on a 10-coefficient logistic regression with
   500 rows; ``NUTS`` beside it), warmed up by ``MCMC.warmup`` (500 steps, keys from
-  ``chain_keys``), then 200 post-warm-up transitions as one ``lax.scan`` of the vmapped
-  ``kernel.sample`` compiled ahead of time (``MCMC.run`` recompiles its collection loop on
-  every call, which would swamp the sampling time); sharded keys put the Pólya-gamma chain
+  ``chain_keys``), then 200 post-warm-up transitions as one ``lax.scan`` of ``kernel.sample``
+  (every chain in one call) compiled ahead of time (``MCMC.run`` recompiles its collection loop
+  on every call, which would swamp the sampling time); sharded keys put the Pólya-gamma chain
   state on the ``"chains"`` axis, and ``shard_batch`` places NUTS's adapted state there
   (sharded path); ``jax.random.split`` keys keep it on one device (plain path); median of the
   repeats.

@@ -128,21 +128,20 @@ class Fit:
     """
 
     def __init__(self, factory, kind, D, steps, batch, n_train):
-        self.model = make_model(kind, D)
-        self.guide = None
-        self.factory, self.batch = factory, min(batch, n_train)
-        self.chunk = max(1, (steps - 1) // 5)
+        model = make_model(kind, D)
+        self.guide = factory(model)
+        self.svi = SVI(model, self.guide, optax.adam(1e-2), TraceMeanField_ELBO())
+        self.batch = min(batch, n_train)
+        chunk = max(1, (steps - 1) // 5)
+        update = lambda s, X, y: self.svi.update(s, X, y, self.batch)[0]  # noqa: E731
+        self.step = jax.jit(update)
+        self.loop = jax.jit(
+            lambda s, X, y: jax.lax.fori_loop(0, chunk, lambda i, s: update(s, X, y), s)
+        )
+        self.chunk = chunk
+        self.predict = jax.jit(self.guide.predict)
 
     def run(self, Xtr, ytr, Xte, yte, y_sd, init):
-        if self.guide is None:
-            self.guide = self.factory(self.model)
-            self.svi = SVI(self.model, self.guide, optax.adam(1e-2), TraceMeanField_ELBO())
-            update = lambda s, X, y: self.svi.update(s, X, y, self.batch)[0]  # noqa: E731
-            self.step = jax.jit(update)
-            self.loop = jax.jit(
-                lambda s, X, y: jax.lax.fori_loop(0, self.chunk, lambda i, s: update(s, X, y), s)
-            )
-            self.predict = jax.jit(self.guide.predict)
         state = self.svi.init(jax.random.key(0), Xtr, ytr, self.batch, init_params=init)
         state = jax.block_until_ready(self.step(state, Xtr, ytr))
         state = jax.block_until_ready(self.loop(state, Xtr, ytr))  # compiles on the first split
