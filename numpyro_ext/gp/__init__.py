@@ -46,6 +46,7 @@ from numpyro_ext.gp.spherical import (
     SphericalActivationFeatures,
     activation_coefficients,
     arccos_eigenvalues,
+    default_truncation,
     network_weights,
     zonal,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "conditional",
     "conditional_covariances",
     "cross_covariance",
+    "default_truncation",
     "gaussian_kl",
     "inducing_factor",
     "kmeans_inducing",

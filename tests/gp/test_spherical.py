@@ -25,6 +25,7 @@ from numpyro_ext.gp import (
     SphericalActivationFeatures,
     activation_coefficients,
     arccos_eigenvalues,
+    default_truncation,
     network_weights,
     zonal,
 )
@@ -181,6 +182,77 @@ def test_solvegp_with_spherical_u_and_point_v_matches_the_dense_joint_gaussian(x
     np.testing.assert_allclose(q.variance, var, rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("order", [0, 1, 2])
+def test_per_input_lengthscales_divide_the_inputs_before_the_bias(x64, order):
+    ell = np.array([0.5, 3.0])
+    k = ArcCosine(variance=1.3, bias=0.8, order=order, lengthscale=ell)
+    k1 = ArcCosine(variance=1.3, bias=0.8, order=order)
+    X, Y = rng.normal(size=(5, 2)), rng.normal(size=(4, 2))
+    np.testing.assert_allclose(k(X, Y), k1(X / ell, Y / ell), rtol=1e-12)
+    np.testing.assert_allclose(k.diag(X), k1.diag(X / ell), rtol=1e-12)
+    np.testing.assert_allclose(k.expansion(X, Y, 8), k1.expansion(X / ell, Y / ell, 8), rtol=1e-12)
+    feat = SphericalActivationFeatures(jnp.asarray(rng.normal(size=(3, 3))), "relu", 6)
+    np.testing.assert_allclose(feat.Kuf(k, X), feat.Kuf(k1, X / ell), rtol=1e-12)
+    # closed form on the diagonal: sigma^2 |(x / ell, b)|^(2n) J_n(0) / pi
+    x = np.array([[1.0, 6.0]])  # (x / ell, b) = (2, 2, 0.8)
+    J0 = {0: 1.0, 1: 1.0, 2: 3.0}[order]
+    np.testing.assert_allclose(k(x)[0, 0], 1.3 * 8.64**order * J0, rtol=1e-12)
+    # negative control: the scales change the kernel
+    assert np.max(np.abs(np.asarray(k(X, Y) - k1(X, Y)))) > 1e-2
+
+
+def test_network_weights_fold_the_lengthscales_into_the_input_weights(x64):
+    ell = jnp.array([0.5, 3.0])
+    kernel = ArcCosine(1.2, 0.7, 1, ell)
+    feat = SphericalActivationFeatures(jnp.asarray(rng.normal(size=(4, 3))), "relu", 8)
+    q_mu = jnp.asarray(rng.normal(size=4))
+    net = network_weights(feat, kernel, q_mu)
+    X_new = jnp.asarray(rng.normal(size=(5, 2)))
+    Xt = jnp.concatenate([X_new / ell, jnp.full((5, 1), 0.7)], 1)
+    np.testing.assert_allclose(X_new @ net["W"].T + net["b"], Xt @ feat.Z.T, rtol=1e-12)
+    # the network is the whitened posterior mean K_fu K_uu^-1 L_u q_mu
+    Kuu = feat.Kuu(kernel) + 1e-6 * jnp.eye(4)
+    mean = feat.Kuf(kernel, X_new).T @ jnp.linalg.solve(Kuu, jnp.linalg.cholesky(Kuu) @ q_mu)
+    np.testing.assert_allclose(feat.hidden(kernel, X_new) @ net["beta"], mean, rtol=1e-9)
+
+
+def _captured_share(feat, kernel, X):
+    """Mean of diag(K_fu K_uu^-1 K_uf) / diag(K_ff): the prior variance the features hold."""
+    Kuu = feat.Kuu(kernel)
+    Lu = jnp.linalg.cholesky(Kuu + 1e-10 * jnp.trace(Kuu) / len(Kuu) * jnp.eye(len(Kuu)))
+    A = jax.scipy.linalg.solve_triangular(Lu, feat.Kuf(kernel, X), lower=True)
+    return float(jnp.mean(jnp.sum(A**2, 0) / kernel.diag(X)))
+
+
+def test_default_truncation_is_the_first_level_with_enough_harmonics(x64):
+    gen = np.random.default_rng(5)
+    for D, M in [(3, 16), (5, 40), (7, 128)]:
+        L = default_truncation(M, D)
+        kept = (arccos_eigenvalues(1, D, L) > 0) * zonal(1.0, D, L)
+        assert kept.sum() >= M > kept[:-1].sum()  # the first level where the count reaches M
+        Z = jnp.asarray(gen.normal(size=(M, D)))
+        s = np.linalg.eigvalsh(
+            np.asarray(SphericalActivationFeatures(Z, "relu", L).Kuu(ArcCosine()))
+        )
+        assert s[0] > 1e-8 * s[-1]
+        # negative control: one level lower there are fewer harmonics than features
+        s = np.linalg.eigvalsh(
+            np.asarray(SphericalActivationFeatures(Z, "relu", L - 1).Kuu(ArcCosine()))
+        )
+        assert s[0] < 1e-10 * s[-1]
+    assert SphericalActivationFeatures(jnp.ones((128, 7))).level() == 4
+
+
+def test_features_at_the_default_level_hold_far_more_prior_variance_than_at_a_high_one(x64):
+    X = jnp.asarray(np.random.default_rng(6).normal(size=(200, 6)))
+    Z = jnp.asarray(np.random.default_rng(7).normal(size=(128, 7)))
+    kernel = ArcCosine()
+    default = _captured_share(SphericalActivationFeatures(Z, "relu"), kernel, X)
+    high = _captured_share(SphericalActivationFeatures(Z, "relu", 10), kernel, X)
+    print(f"share of the prior variance at L = 4: {default:.3f}, at L = 10: {high:.3f}")
+    assert default > 0.4 and high < 0.05
+
+
 def test_features_refuse_other_kernels_and_mismatched_inputs():
     from numpyro_ext.gp import SquaredExponential
 
@@ -191,6 +263,10 @@ def test_features_refuse_other_kernels_and_mismatched_inputs():
         feat.Kuf(ArcCosine(), jnp.ones((4, 3)))
     with pytest.raises(ValueError, match="order must be 0, 1 or 2"):
         ArcCosine(order=3)
+    with pytest.raises(ValueError, match="lengthscale must be positive"):
+        ArcCosine(lengthscale=-1.0)
+    with pytest.raises(ValueError, match=r"lengthscale must be a scalar or have shape \(2,\)"):
+        ArcCosine(lengthscale=jnp.ones(3))(jnp.ones((4, 2)))
     with pytest.raises(ValueError, match="activation must be one of"):
         activation_coefficients("tanhh", 3, 4)
     assert isinstance(InducingPoints(jnp.ones(2)), InducingPoints)
