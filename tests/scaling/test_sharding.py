@@ -3,9 +3,11 @@
 Every multi-device check runs in a subprocess that sets ``JAX_NUM_CPU_DEVICES=4`` before JAX
 starts (the device count is fixed when the CPU backend is created); each subprocess runs a group
 of checks (tests/scaling/svi_programs.py, chains_programs.py) so JAX starts once per group, and
-prints the numbers these tests compare. Everything is float64, so "to rounding" means agreement
-within a few ulps of the reduction over the batch, which XLA splits into per-device partial sums
-when the batch is sharded.
+prints the numbers these tests compare; the tests that read one group's numbers share an
+``xdist_group``, so under ``pytest -n 2 --dist loadgroup`` (make test) one worker starts that
+subprocess, once. Everything is float64, so "to rounding" means agreement within a few ulps of
+the reduction over the batch, which XLA splits into per-device partial sums when the batch is
+sharded.
 """
 
 from __future__ import annotations
@@ -41,6 +43,12 @@ def _run(script: Path, devices: int = 4) -> dict:
     return json.loads(line[len("RESULT ") :])
 
 
+# Unmarked, the tests of a group would be spread over both workers and each worker would start
+# the group's subprocess (most of a minute of compilation) for its share of them.
+READS_SVI_PROGRAMS = pytest.mark.xdist_group("scaling_svi_programs")
+READS_CHAINS_PROGRAMS = pytest.mark.xdist_group("scaling_chains_programs")
+
+
 @pytest.fixture(scope="module")
 def svi():
     return _run(HERE / "svi_programs.py")
@@ -54,6 +62,7 @@ def chains():
 GUIDES = ["AmortizedNormal", "AmortizedFlow", "SparseGP", "SOLVEGP", "ODVGP", "AutoFlow"]
 
 
+@READS_SVI_PROGRAMS
 @pytest.mark.parametrize("guide", GUIDES)
 def test_sharded_svi_step_equals_single_device_step(svi, guide):
     r = svi[guide]
@@ -64,12 +73,14 @@ def test_sharded_svi_step_equals_single_device_step(svi, guide):
     assert r["param_max_abs_diff"] <= 1e-9 * r["param_step_size"]
 
 
+@READS_SVI_PROGRAMS
 @pytest.mark.parametrize("guide", GUIDES)
 def test_sharded_svi_keeps_parameters_replicated_and_compiles_once(svi, guide):
     assert svi[guide]["replicated"]
     assert svi[guide]["compiles"] == 1  # two sharded steps, one XLA compilation
 
 
+@READS_SVI_PROGRAMS
 def test_plate_scaling_is_exact_under_sharding(svi):
     """-N/B sum log p(x_i) in closed form; the unscaled plate (negative control) is off by N/B."""
     s = svi["scaling"]
@@ -78,6 +89,7 @@ def test_plate_scaling_is_exact_under_sharding(svi):
     assert s["scaled"] / s["unscaled"] == pytest.approx(1000 / 8, rel=ROUNDING)
 
 
+@READS_SVI_PROGRAMS
 def test_host_and_device_batches_are_split_alike(svi):
     """NumPy rows (placed by a jitted identity) and device rows (jax.device_put) alike."""
     for kind in ("host", "device"):
@@ -89,6 +101,7 @@ def test_host_and_device_batches_are_split_alike(svi):
         }
 
 
+@READS_SVI_PROGRAMS
 def test_a_batch_the_devices_cannot_split_is_refused_by_name(svi):
     assert svi["refused"] == (
         "shard_batch: ['x'] has shape (6, 2); its leading axis must be a multiple of the "
@@ -96,6 +109,7 @@ def test_a_batch_the_devices_cannot_split_is_refused_by_name(svi):
     )
 
 
+@READS_CHAINS_PROGRAMS
 @pytest.mark.parametrize("kernel", ["PolyaGammaGibbs", "CollapsedPolyaGammaGibbs", "NUTS"])
 def test_sharded_chains_give_the_draws_of_unsharded_chains(chains, kernel):
     r = chains[kernel]
