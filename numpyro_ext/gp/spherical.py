@@ -198,7 +198,8 @@ def default_truncation(
     spherical harmonics on :math:`S^{D-1}` (level :math:`\ell` holds :math:`Z_\ell(1)`).
 
     Below it ``K_uu`` of ``M`` features is singular; far above it the features capture little
-    of the prior variance (see :class:`SphericalActivationFeatures`).
+    of the prior variance (see :class:`SphericalActivationFeatures`). Where the count barely
+    exceeds ``M``, ``K_uu`` is only just nonsingular: in float32 use a level or two more.
 
     :param M: number of features.
     :param D: ambient dimension (input dimension + 1).
